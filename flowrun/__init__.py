@@ -1,0 +1,77 @@
+"""flowrun: a lightweight async DAG orchestrator with no runtime dependency."""
+
+from .clock import Clock, SystemClock
+from .context import RunContext
+from .dag import DAG
+from .engine import DagScope, Engine, SchedulerConfig, build_default_engine
+from .errors import (
+    CrossDagDependencyError,
+    CycleError,
+    DagValidationError,
+    DuplicateTaskError,
+    MissingDependencyError,
+    TaskCancelledError,
+    TaskDefinitionError,
+    TaskTimeoutError,
+    UnknownDagError,
+    UnknownRunError,
+    UnknownTaskError,
+)
+from .hooks import (
+    DagEndEvent,
+    DagStartEvent,
+    HookEvent,
+    RunHook,
+    TaskFailureEvent,
+    TaskRetryEvent,
+    TaskSkipEvent,
+    TaskStartEvent,
+    TaskSuccessEvent,
+    fn_hook,
+)
+from .state import InMemoryStateStore, StateStore, StateStoreProtocol
+from .task import DEFAULT_DAG, TaskRegistry, TaskSpec, TaskTemplate, task, task_template
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DAG",
+    "DEFAULT_DAG",
+    "Clock",
+    "CrossDagDependencyError",
+    "CycleError",
+    "DagEndEvent",
+    "DagScope",
+    "DagStartEvent",
+    "DagValidationError",
+    "DuplicateTaskError",
+    "Engine",
+    "HookEvent",
+    "InMemoryStateStore",
+    "MissingDependencyError",
+    "RunContext",
+    "RunHook",
+    "SchedulerConfig",
+    "StateStore",
+    "StateStoreProtocol",
+    "SystemClock",
+    "TaskCancelledError",
+    "TaskDefinitionError",
+    "TaskFailureEvent",
+    "TaskRegistry",
+    "TaskRetryEvent",
+    "TaskSkipEvent",
+    "TaskSpec",
+    "TaskStartEvent",
+    "TaskSuccessEvent",
+    "TaskTemplate",
+    "TaskTimeoutError",
+    "UnknownDagError",
+    "UnknownRunError",
+    "UnknownTaskError",
+    "__version__",
+    "build_default_engine",
+    "fn_hook",
+    "task",
+    "task_template",
+]

@@ -1,0 +1,48 @@
+"""Time as the engine sees it.
+
+Every timestamp, duration and retry delay goes through a ``Clock`` so that tests can swap in
+virtual time; nothing else in flowrun reads the system clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Clock", "SystemClock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Source of wall time (report timestamps), monotonic time (durations) and sleeps."""
+
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch, for report timestamps."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for durations and deadlines."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (retry delays)."""
+        ...
+
+
+class SystemClock:
+    """The real clock: ``time.time``, ``time.monotonic`` and ``asyncio.sleep``."""
+
+    __slots__ = ()
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"

@@ -1,0 +1,123 @@
+"""RunContext: what a task receives about its run, plus read-through access to user deps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+from .clock import Clock
+from .errors import TaskCancelledError
+
+__all__ = ["RunContext"]
+
+DepsT = TypeVar("DepsT")
+
+
+class RunContext(Generic[DepsT]):
+    """Per-run dependencies for tasks, e.g. ``RunContext(Deps(api_base=...))``.
+
+    Attribute reads fall through to ``deps`` (an object or a mapping), so a task writes
+    ``context.api_base``. The engine hands each attempt its own copy carrying the run id, the task
+    name, the attempt number and a cancellation signal: a sync task that the engine abandoned
+    (its timeout passed, or the run was cancelled) keeps running in its thread, because Python
+    cannot kill a thread, and should poll ``cancelled()`` / ``raise_if_cancelled()`` to stop early.
+    """
+
+    __slots__ = (
+        "_cancel",
+        "_clock",
+        "_deadline",
+        "attempt",
+        "dag_name",
+        "deps",
+        "run_id",
+        "task_name",
+    )
+
+    deps: DepsT
+    run_id: str | None
+    dag_name: str | None
+    task_name: str | None
+    attempt: int
+
+    def __init__(self, deps: DepsT = None) -> None:  # type: ignore[assignment]
+        self.deps = deps
+        self.run_id = None
+        self.dag_name = None
+        self.task_name = None
+        self.attempt = 0
+        self._cancel: threading.Event | None = None
+        self._deadline: float | None = None
+        self._clock: Clock | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails, i.e. for names of the user's deps.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        deps = object.__getattribute__(self, "deps")
+        if isinstance(deps, Mapping):
+            try:
+                return deps[name]
+            except KeyError:
+                keys = ", ".join(repr(k) for k in deps) or "none"
+                raise AttributeError(
+                    f"RunContext has no attribute {name!r} and its deps mapping has no such key "
+                    f"(keys: {keys})"
+                ) from None
+        try:
+            return getattr(deps, name)
+        except AttributeError:
+            raise AttributeError(
+                f"RunContext has no attribute {name!r} and neither has its deps "
+                f"({type(deps).__name__})"
+            ) from None
+
+    def for_attempt(
+        self,
+        run_id: str,
+        dag_name: str,
+        task_name: str,
+        attempt: int,
+        clock: Clock,
+    ) -> RunContext[DepsT]:
+        """The copy one attempt sees: same deps, its own identity and cancellation signal."""
+        ctx: RunContext[DepsT] = RunContext(self.deps)
+        ctx.run_id = run_id
+        ctx.dag_name = dag_name
+        ctx.task_name = task_name
+        ctx.attempt = attempt
+        ctx._cancel = threading.Event()
+        ctx._clock = clock
+        return ctx
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """Set the attempt's deadline on the engine clock's monotonic time (engine use)."""
+        self._deadline = deadline
+
+    def cancel(self) -> None:
+        """Signal the attempt to stop (the engine calls this on timeout or run cancellation)."""
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def cancelled(self) -> bool:
+        """True once the engine has given up on this attempt."""
+        return self._cancel is not None and self._cancel.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ``TaskCancelledError`` if the engine has given up on this attempt."""
+        if self.cancelled():
+            raise TaskCancelledError(
+                f"task {self.task_name!r} attempt {self.attempt} of run {self.run_id!r} was "
+                "cancelled by the engine (timed out or run cancelled)"
+            )
+
+    def time_remaining_s(self) -> float | None:
+        """Seconds left before this attempt's timeout, ``None`` without a timeout."""
+        if self._deadline is None or self._clock is None:
+            return None
+        return max(0.0, self._deadline - self._clock.monotonic())
+
+    def __repr__(self) -> str:
+        where = f", task={self.task_name!r}, attempt={self.attempt}" if self.task_name else ""
+        return f"RunContext({self.deps!r}{where})"

@@ -1,0 +1,160 @@
+"""An immutable, validated DAG: topological order, parents and children of each task.
+
+Everything here is iterative (no recursion), so a 100,000-task chain registered in any order
+validates, sorts and renders without ``RecursionError``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+
+from .errors import (
+    CrossDagDependencyError,
+    CycleError,
+    MissingDependencyError,
+    UnknownTaskError,
+    suggest,
+)
+from .task import TaskSpec
+
+__all__ = ["DAG", "build_dag"]
+
+
+class DAG:
+    """Built by ``build_dag``; never changes. ``specs`` iterate in topological order."""
+
+    __slots__ = ("children", "name", "order", "parents", "specs", "targets")
+
+    def __init__(
+        self,
+        name: str,
+        specs: dict[str, TaskSpec],
+        parents: dict[str, tuple[str, ...]],
+        children: dict[str, tuple[str, ...]],
+        targets: tuple[str, ...] | None = None,
+    ) -> None:
+        self.name = name
+        self.specs = specs
+        self.order = tuple(specs)
+        self.parents = parents
+        self.children = children
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __repr__(self) -> str:
+        return f"DAG({self.name!r}, tasks={len(self)})"
+
+    def check_names(self, names: Iterable[str], what: str) -> list[str]:
+        """The names as a list; an unknown one raises with a close-match suggestion."""
+        checked: list[str] = []
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"{what}: task names must be strings, got {name!r}")
+            if name not in self.specs:
+                raise UnknownTaskError(self.name, name, self.order, what)
+            checked.append(name)
+        return checked
+
+    def ancestors(self, names: Iterable[str]) -> set[str]:
+        """The names and every task they depend on, transitively."""
+        return _closure(names, self.parents)
+
+    def descendants(self, names: Iterable[str]) -> set[str]:
+        """The names and every task that depends on them, transitively."""
+        return _closure(names, self.children)
+
+    def subgraph(self, targets: Iterable[str]) -> DAG:
+        """The targets plus everything they need, as a DAG of its own (same name)."""
+        wanted = self.check_names(targets, "run_subgraph")
+        if not wanted:
+            raise ValueError(
+                f"run_subgraph of DAG {self.name!r} needs at least one target task; "
+                f"tasks: {', '.join(self.order)}"
+            )
+        keep = self.ancestors(wanted)
+        specs = {n: s for n, s in self.specs.items() if n in keep}
+        parents = {n: self.parents[n] for n in specs}
+        children = {n: tuple(c for c in self.children[n] if c in keep) for n in specs}
+        return DAG(self.name, specs, parents, children, tuple(dict.fromkeys(wanted)))
+
+
+def _closure(start: Iterable[str], edges: Mapping[str, tuple[str, ...]]) -> set[str]:
+    seen = set(start)
+    stack = list(seen)
+    while stack:
+        for nxt in edges[stack.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def build_dag(
+    name: str,
+    tasks: Mapping[str, TaskSpec],
+    all_dags: Mapping[str, Mapping[str, TaskSpec]],
+) -> DAG:
+    """Validate ``tasks`` (missing and cross-DAG dependencies, cycles) and sort them."""
+    children: dict[str, list[str]] = {n: [] for n in tasks}
+    for spec in tasks.values():
+        for dep in spec.deps:
+            if dep not in tasks:
+                raise _missing(name, spec, dep, tasks, all_dags)
+            children[dep].append(spec.name)
+    # Kahn's algorithm; ties keep registration order so the order is deterministic.
+    waiting = {n: len(s.deps) for n, s in tasks.items()}
+    ready = deque(n for n, count in waiting.items() if count == 0)
+    order: list[str] = []
+    while ready:
+        current = ready.popleft()
+        order.append(current)
+        for child in children[current]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    if len(order) != len(tasks):
+        raise CycleError(name, _find_cycle(tasks, waiting))
+    return DAG(
+        name,
+        {n: tasks[n] for n in order},
+        {n: tasks[n].deps for n in order},
+        {n: tuple(children[n]) for n in order},
+    )
+
+
+def _missing(
+    dag: str,
+    spec: TaskSpec,
+    dep: str,
+    tasks: Mapping[str, TaskSpec],
+    all_dags: Mapping[str, Mapping[str, TaskSpec]],
+) -> Exception:
+    elsewhere = [other for other, specs in all_dags.items() if other != dag and dep in specs]
+    if elsewhere:
+        return CrossDagDependencyError(
+            f"task {spec.name!r} in DAG {dag!r} depends on {dep!r}, which belongs to DAG "
+            f"{elsewhere[0]!r}; a task can only depend on tasks of its own DAG (register "
+            f"{dep!r} in DAG {dag!r} too, or move {spec.name!r})"
+        )
+    return MissingDependencyError(
+        f"task {spec.name!r} in DAG {dag!r} depends on {dep!r}, which is not a task of that "
+        f"DAG.{suggest(dep, tasks)}"
+    )
+
+
+def _find_cycle(tasks: Mapping[str, TaskSpec], waiting: Mapping[str, int]) -> list[str]:
+    """Walk parents among the unsorted tasks (each has one) until a task repeats."""
+    stuck = {n for n, count in waiting.items() if count > 0}
+    node = next(n for n in tasks if n in stuck)
+    path: list[str] = []
+    position: dict[str, int] = {}
+    while node not in position:
+        position[node] = len(path)
+        path.append(node)
+        node = next(dep for dep in tasks[node].deps if dep in stuck)
+    cycle = path[position[node] :]
+    cycle.reverse()  # walked child -> parent; report upstream -> downstream
+    return [*cycle, cycle[0]]

@@ -1,0 +1,399 @@
+"""The ``Engine`` facade: registration, validation, runs, resume, reports and resources."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from .clock import Clock, SystemClock
+from .context import RunContext
+from .dag import DAG, build_dag
+from .errors import UnknownDagError
+from .hooks import HookDispatcher, RunHook
+from .render import render_dag
+from .report import build_report
+from .scheduler import Limiter, Run
+from .state.memory import InMemoryStateStore
+from .state.protocol import StateStoreProtocol
+from .state.records import SUCCESS, RunRecord, TaskRecord
+from .task import DEFAULT_DAG, INJECT_RESULT, INJECT_UPSTREAM, TaskRegistry, TaskTemplate
+
+__all__ = ["DagScope", "Engine", "SchedulerConfig", "build_default_engine"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """Concurrency limits: ``max_parallel`` tasks in flight across the whole engine (all
+    concurrent runs together); ``max_workers`` threads in the pool the engine owns when no
+    ``executor`` is given."""
+
+    max_parallel: int = 4
+    max_workers: int = 8
+
+    def __post_init__(self) -> None:
+        for field_name in ("max_parallel", "max_workers"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{field_name!r} must be an int >= 1 (got {value!r})")
+            if value < 1:
+                raise ValueError(f"{field_name!r} must be >= 1 (got {value})")
+
+
+class Engine:
+    """Registers tasks, runs DAGs and answers questions about them.
+
+    Build one with ``build_default_engine(...)``. Use ``async with engine:`` (or ``close()``)
+    to shut down the thread pool the engine owns; an ``executor`` you pass stays yours.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: TaskRegistry | None = None,
+        config: SchedulerConfig | None = None,
+        executor: Executor | None = None,
+        state_store: StateStoreProtocol | None = None,
+        hooks: Sequence[RunHook] | None = None,
+        logger: logging.Logger | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError(
+                f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
+            )
+        self.registry = registry if registry is not None else TaskRegistry()
+        self.config = config if config is not None else SchedulerConfig()
+        self.logger = logger if logger is not None else logging.getLogger("flowrun")
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.state_store: StateStoreProtocol = (
+            state_store if state_store is not None else InMemoryStateStore()
+        )
+        self._hooks = HookDispatcher(list(hooks or ()), self.logger)
+        self._executor = executor
+        self._owned_pool: ThreadPoolExecutor | None = None
+        self._limiter = Limiter(self.config.max_parallel)
+        self._dag_cache: dict[str, tuple[int, DAG]] = {}
+        self._rng = random.Random()
+
+    # -- registration --------------------------------------------------------------------
+    @overload
+    def task(self, func: F, /) -> F: ...
+
+    @overload
+    def task(
+        self,
+        name: str | None = None,
+        /,
+        *,
+        dag: str | None = None,
+        deps: Sequence[str | Callable[..., Any]] | None = None,
+        timeout_s: float | None = None,
+        retries: int = 0,
+        retain_result: bool = True,
+        retry_delay_s: float = 0.0,
+        retry_backoff: float = 2.0,
+        retry_jitter: float = 0.0,
+        retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+    ) -> Callable[[F], F]: ...
+
+    def task(self, name_or_func: Any = None, /, **options: Any) -> Any:
+        """Register a task in this engine: ``@engine.task``, ``@engine.task(name=..., ...)``."""
+        return self.registry.task(name_or_func, **options)
+
+    def task_template(
+        self, func: Callable[..., Any], *, dag: str | None = None, **options: Any
+    ) -> TaskTemplate:
+        """Register ``func`` several times with ``.bind(name, **kwargs)``."""
+        return self.registry.task_template(func, dag=dag, **options)
+
+    def dag(self, name: str) -> DagScope:
+        """A scope that fills in ``dag=name`` for registration and runs."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a DAG name must be a non-empty string (got {name!r})")
+        return DagScope(self, name)
+
+    # -- discovery and validation --------------------------------------------------------
+    def list_dags(self) -> list[str]:
+        """Names of every DAG that has at least one task, in registration order."""
+        return self.registry.dag_names()
+
+    def resolve_dag_name(self, dag_name: str) -> str:
+        """The DAG a name refers to; unscoped registries accept any name (legacy)."""
+        if not isinstance(dag_name, str):
+            raise TypeError(f"a DAG name must be a string, got {type(dag_name).__name__}")
+        if self.registry.tasks_of(dag_name):
+            return dag_name
+        if self.registry.only_implicit_dag():
+            return DEFAULT_DAG
+        raise UnknownDagError(dag_name, self.registry.dag_names())
+
+    def get_dag(self, dag_name: str) -> DAG:
+        """The validated, immutable DAG (cached until the registry changes)."""
+        name = self.resolve_dag_name(dag_name)
+        version = self.registry.version
+        cached = self._dag_cache.get(name)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        dag = build_dag(name, self.registry.tasks_of(name), self.registry.all_dags())
+        self._dag_cache[name] = (version, dag)
+        return dag
+
+    def validate(self, dag_name: str) -> None:
+        """Raise a ``DagValidationError`` (or ``UnknownDagError``) if the DAG cannot run."""
+        self.get_dag(dag_name)
+
+    def list_tasks(self, dag_name: str) -> list[str]:
+        """Task names in topological order."""
+        return list(self.get_dag(dag_name).order)
+
+    def display_dag(self, dag_name: str, format: str = "text") -> str:
+        """Draw the DAG: ``"text"`` (default), ``"mermaid"`` or ``"dot"``."""
+        return render_dag(self.get_dag(dag_name), format)
+
+    # -- runs ------------------------------------------------------------------------------
+    async def run_once(self, dag_name: str, context: RunContext[Any] | None = None) -> str:
+        """Run every task of the DAG once; returns the run id when the run is final."""
+        return await self._execute(self.get_dag(dag_name), context)
+
+    async def run_subgraph(
+        self, dag_name: str, targets: Iterable[str], context: RunContext[Any] | None = None
+    ) -> str:
+        """Run ``targets`` and everything they depend on."""
+        if isinstance(targets, str):
+            raise TypeError(f"targets must be a list of task names; write targets=[{targets!r}]")
+        return await self._execute(self.get_dag(dag_name).subgraph(targets), context)
+
+    async def resume(
+        self,
+        run_id: str,
+        from_tasks: Iterable[str] | None = None,
+        context: RunContext[Any] | None = None,
+    ) -> str:
+        """Start a new run that continues ``run_id``; returns the new run id.
+
+        Keeps (copies) the successful tasks that are not downstream of ``from_tasks`` and
+        re-runs the rest; with ``from_tasks=None`` it re-runs every task that did not
+        succeed. A kept task whose result was not retained is re-run too when a re-run task
+        needs its result. A ``run_subgraph`` run resumes only that subgraph.
+        """
+        old = self.state_store.load_run(run_id)
+        dag = self.get_dag(old.dag_name)
+        if old.targets is not None:
+            dag = dag.subgraph(old.targets)
+        if from_tasks is None:
+            rerun = {n for n in dag.order if _status(old, n) != SUCCESS}
+        else:
+            if isinstance(from_tasks, str):
+                raise TypeError(
+                    f"from_tasks must be a list of task names; write from_tasks=[{from_tasks!r}]"
+                )
+            names = dag.check_names(from_tasks, f"resume of run {run_id!r}")
+            if not names:
+                raise ValueError(
+                    f"resume of run {run_id!r}: from_tasks is empty; pass None to re-run "
+                    "every task that did not succeed"
+                )
+            rerun = dag.descendants(names) | {n for n in dag.order if _status(old, n) != SUCCESS}
+        _add_unretained_inputs(dag, old, rerun)
+        copied: dict[str, TaskRecord] = {}
+        results: dict[str, Any] = {}
+        for name in dag.order:
+            if name in rerun:
+                continue
+            record = old.tasks[name]
+            copied[name] = record
+            if record.has_result:
+                results[name] = record.result
+        return await self._execute(dag, context, copied, results, resumed_from=run_id)
+
+    async def _execute(
+        self,
+        dag: DAG,
+        context: RunContext[Any] | None,
+        copied: dict[str, TaskRecord] | None = None,
+        results: dict[str, Any] | None = None,
+        resumed_from: str | None = None,
+    ) -> str:
+        if context is not None and not isinstance(context, RunContext):
+            raise TypeError(
+                f"context must be a RunContext (wrap your deps: RunContext(deps)), got "
+                f"{type(context).__name__}"
+            )
+        run = Run(
+            run_id=uuid.uuid4().hex,
+            dag=dag,
+            context=context,
+            store=self.state_store,
+            clock=self.clock,
+            limiter=self._limiter,
+            executor=self._executor_for_sync,
+            hooks=self._hooks,
+            logger=self.logger,
+            rng=self._rng,
+            copied=copied,
+            copied_results=results,
+            resumed_from=resumed_from,
+        )
+        return await run.execute()
+
+    def _executor_for_sync(self) -> Executor:
+        if self._executor is not None:
+            return self._executor
+        pool = self._owned_pool
+        if pool is None:
+            pool = ThreadPoolExecutor(
+                max_workers=self.config.max_workers, thread_name_prefix="flowrun"
+            )
+            self._owned_pool = pool
+        return pool
+
+    # -- reports ---------------------------------------------------------------------------
+    def get_run_report(self, run_id: str) -> dict[str, Any]:
+        """The run report (a snapshot: changing it changes nothing stored)."""
+        return build_report(self.state_store.load_run(run_id))
+
+    def list_runs(
+        self, dag_name: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Reports of past runs, newest first."""
+        return [build_report(r) for r in self.state_store.list_runs(dag_name, status, limit)]
+
+    # -- resources -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Shut down the thread pool the engine owns (never an executor you passed).
+
+        Does not wait for worker threads: a sync task abandoned after a timeout may still be
+        running, and waiting for it could hang. A later run starts a new pool.
+        """
+        pool, self._owned_pool = self._owned_pool, None
+        if pool is not None:
+            self.logger.debug("shutting down the engine's thread pool")
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Engine(dags={self.list_dags()!r}, max_parallel={self.config.max_parallel}, "
+            f"store={type(self.state_store).__name__})"
+        )
+
+
+def _status(run: RunRecord, name: str) -> str | None:
+    record = run.tasks.get(name)
+    return None if record is None else record.status
+
+
+def _add_unretained_inputs(dag: DAG, old: RunRecord, rerun: set[str]) -> None:
+    """A re-run task needs its parents' results: re-run the kept parents that have none."""
+    stack = list(rerun)
+    while stack:
+        name = stack.pop()
+        spec = dag.specs[name]
+        needed: Iterable[str]
+        sources = {source for _, source, _, _ in spec.plan.params}
+        if INJECT_UPSTREAM in sources:
+            needed = dag.parents[name]
+        else:
+            needed = [dep for _, source, dep, _ in spec.plan.params if source == INJECT_RESULT]
+        for parent in needed:
+            if parent not in rerun and not old.tasks[parent].has_result:
+                rerun.add(parent)
+                stack.append(parent)
+
+
+class DagScope:
+    """``engine.dag("name")``: the engine's API with ``dag=name`` filled in."""
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self.engine = engine
+        self.name = name
+
+    @overload
+    def task(self, func: F, /) -> F: ...
+
+    @overload
+    def task(
+        self,
+        name: str | None = None,
+        /,
+        *,
+        deps: Sequence[str | Callable[..., Any]] | None = None,
+        timeout_s: float | None = None,
+        retries: int = 0,
+        retain_result: bool = True,
+        retry_delay_s: float = 0.0,
+        retry_backoff: float = 2.0,
+        retry_jitter: float = 0.0,
+        retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+    ) -> Callable[[F], F]: ...
+
+    def task(self, name_or_func: Any = None, /, **options: Any) -> Any:
+        if "dag" in options:
+            raise TypeError(
+                f"DAG scope {self.name!r} sets dag= itself; use engine.task(dag=...) instead"
+            )
+        return self.engine.registry.task(name_or_func, dag=self.name, **options)
+
+    def task_template(self, func: Callable[..., Any], **options: Any) -> TaskTemplate:
+        return self.engine.registry.task_template(func, dag=self.name, **options)
+
+    async def run_once(self, context: RunContext[Any] | None = None) -> str:
+        return await self.engine.run_once(self.name, context=context)
+
+    async def run_subgraph(
+        self, targets: Iterable[str], context: RunContext[Any] | None = None
+    ) -> str:
+        return await self.engine.run_subgraph(self.name, targets, context=context)
+
+    def validate(self) -> None:
+        self.engine.validate(self.name)
+
+    def display(self, format: str = "text") -> str:
+        return self.engine.display_dag(self.name, format)
+
+    def list_tasks(self) -> list[str]:
+        return self.engine.list_tasks(self.name)
+
+    def __repr__(self) -> str:
+        return f"DagScope({self.name!r})"
+
+
+def build_default_engine(
+    executor: Executor | None = None,
+    max_workers: int = 8,
+    max_parallel: int = 4,
+    logger: logging.Logger | None = None,
+    hooks: Sequence[RunHook] | None = None,
+    state_store: StateStoreProtocol | None = None,
+    *,
+    clock: Clock | None = None,
+    registry: TaskRegistry | None = None,
+) -> Engine:
+    """An engine with an in-memory store, the system clock and an owned thread pool."""
+    return Engine(
+        registry=registry,
+        config=SchedulerConfig(max_parallel=max_parallel, max_workers=max_workers),
+        executor=executor,
+        state_store=state_store,
+        hooks=hooks,
+        logger=logger,
+        clock=clock,
+    )

@@ -1,0 +1,99 @@
+"""Errors raised by flowrun.
+
+Every definition error is a ``ValueError`` so callers can catch bad input in one place; the
+messages name the DAG and the task, say what was wrong and, where possible, the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "CrossDagDependencyError",
+    "CycleError",
+    "DagValidationError",
+    "DuplicateTaskError",
+    "MissingDependencyError",
+    "TaskCancelledError",
+    "TaskDefinitionError",
+    "TaskTimeoutError",
+    "UnknownDagError",
+    "UnknownRunError",
+    "UnknownTaskError",
+]
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest candidate, or an empty string."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean {matches[0]!r}?" if matches else ""
+
+
+class DagValidationError(ValueError):
+    """A DAG is not well formed: a missing or cross-DAG dependency, a cycle, a duplicate task."""
+
+
+class TaskDefinitionError(DagValidationError):
+    """A task's own declaration is invalid (bad option, unusable signature, generator...)."""
+
+
+class CycleError(DagValidationError):
+    """The DAG has a cycle; ``cycle`` holds its path, first node repeated at the end."""
+
+    def __init__(self, dag_name: str, cycle: Sequence[str]) -> None:
+        self.dag_name = dag_name
+        self.cycle = list(cycle)
+        path = " -> ".join(self.cycle)
+        super().__init__(f"DAG {dag_name!r} has a cycle: {path}")
+
+
+class UnknownDagError(ValueError):
+    """A DAG name that no registered task uses."""
+
+    def __init__(self, dag_name: str, available: Sequence[str]) -> None:
+        self.dag_name = dag_name
+        self.available = list(available)
+        listed = ", ".join(repr(d) for d in self.available) or "none"
+        super().__init__(
+            f"unknown DAG {dag_name!r}; available DAGs: {listed}.{suggest(dag_name, available)}"
+        )
+
+
+class UnknownTaskError(ValueError):
+    """A task name that the DAG does not have."""
+
+    def __init__(self, dag_name: str, task_name: str, available: Sequence[str], what: str) -> None:
+        self.dag_name = dag_name
+        self.task_name = task_name
+        super().__init__(
+            f"{what}: DAG {dag_name!r} has no task {task_name!r}.{suggest(task_name, available)}"
+        )
+
+
+class UnknownRunError(ValueError):
+    """A run id that the state store does not know."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"unknown run id {run_id!r}: the state store has no such run")
+
+
+class TaskTimeoutError(TimeoutError):
+    """An attempt ran past its ``timeout_s``: the engine's timeout, not one the task raised."""
+
+
+class TaskCancelledError(Exception):
+    """Raised by ``RunContext.raise_if_cancelled()`` once the engine gave up on the attempt."""
+
+
+class MissingDependencyError(DagValidationError):
+    """A task depends on a name that no task of its DAG (or any DAG) has."""
+
+
+class CrossDagDependencyError(DagValidationError):
+    """A task depends on a task that belongs to another DAG."""
+
+
+class DuplicateTaskError(DagValidationError):
+    """Two tasks of one DAG share a name."""

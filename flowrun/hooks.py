@@ -1,0 +1,229 @@
+"""Run hooks: event dataclasses, the ``RunHook`` base class, ``fn_hook`` and the dispatcher.
+
+A hook that raises an ``Exception`` is logged and the run goes on; hooks may be ``async def``
+and are awaited in registration order.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DagEndEvent",
+    "DagStartEvent",
+    "HookEvent",
+    "RunHook",
+    "TaskFailureEvent",
+    "TaskRetryEvent",
+    "TaskSkipEvent",
+    "TaskStartEvent",
+    "TaskSuccessEvent",
+    "fn_hook",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DagStartEvent:
+    run_id: str
+    dag_name: str
+    task_names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DagEndEvent:
+    run_id: str
+    dag_name: str
+    status: str
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStartEvent:
+    run_id: str
+    dag_name: str
+    task_name: str
+    attempt: int
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSuccessEvent:
+    run_id: str
+    dag_name: str
+    task_name: str
+    attempt: int
+    duration_s: float
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailureEvent:
+    """The task failed for good: its retries are exhausted or the error is not retryable."""
+
+    run_id: str
+    dag_name: str
+    task_name: str
+    attempt: int
+    max_attempts: int
+    duration_s: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRetryEvent:
+    """An attempt failed and another one is scheduled after ``delay_s``."""
+
+    run_id: str
+    dag_name: str
+    task_name: str
+    attempt: int
+    next_attempt: int
+    max_attempts: int
+    delay_s: float
+    duration_s: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSkipEvent:
+    run_id: str
+    dag_name: str
+    task_name: str
+    reason: str
+
+
+HookEvent = (
+    DagStartEvent
+    | DagEndEvent
+    | TaskStartEvent
+    | TaskSuccessEvent
+    | TaskFailureEvent
+    | TaskRetryEvent
+    | TaskSkipEvent
+)
+
+_METHOD_FOR: dict[type[Any], str] = {
+    DagStartEvent: "on_dag_start",
+    DagEndEvent: "on_dag_end",
+    TaskStartEvent: "on_task_start",
+    TaskSuccessEvent: "on_task_success",
+    TaskFailureEvent: "on_task_failure",
+    TaskRetryEvent: "on_task_retry",
+    TaskSkipEvent: "on_task_skip",
+}
+
+
+class RunHook:
+    """Subclass and override the methods you need; each may be sync or ``async def``."""
+
+    def on_dag_start(self, event: DagStartEvent) -> Any:
+        return None
+
+    def on_dag_end(self, event: DagEndEvent) -> Any:
+        return None
+
+    def on_task_start(self, event: TaskStartEvent) -> Any:
+        return None
+
+    def on_task_success(self, event: TaskSuccessEvent) -> Any:
+        return None
+
+    def on_task_failure(self, event: TaskFailureEvent) -> Any:
+        return None
+
+    def on_task_retry(self, event: TaskRetryEvent) -> Any:
+        return None
+
+    def on_task_skip(self, event: TaskSkipEvent) -> Any:
+        return None
+
+
+Handler = Callable[[Any], Any]
+
+
+class _FnHook(RunHook):
+    def __init__(self, handlers: dict[str, Handler]) -> None:
+        for method, fn in handlers.items():
+            setattr(self, method, fn)
+        self._names = sorted(handlers)
+
+    def __repr__(self) -> str:
+        return f"fn_hook({', '.join(self._names)})"
+
+
+def fn_hook(
+    *,
+    on_dag_start: Callable[[DagStartEvent], Any] | None = None,
+    on_dag_end: Callable[[DagEndEvent], Any] | None = None,
+    on_task_start: Callable[[TaskStartEvent], Any] | None = None,
+    on_task_success: Callable[[TaskSuccessEvent], Any] | None = None,
+    on_task_failure: Callable[[TaskFailureEvent], Any] | None = None,
+    on_task_retry: Callable[[TaskRetryEvent], Any] | None = None,
+    on_task_skip: Callable[[TaskSkipEvent], Any] | None = None,
+) -> RunHook:
+    """Build a ``RunHook`` from plain functions (sync or async), one per event you care about."""
+    given = {
+        "on_dag_start": on_dag_start,
+        "on_dag_end": on_dag_end,
+        "on_task_start": on_task_start,
+        "on_task_success": on_task_success,
+        "on_task_failure": on_task_failure,
+        "on_task_retry": on_task_retry,
+        "on_task_skip": on_task_skip,
+    }
+    handlers: dict[str, Handler] = {}
+    for method, fn in given.items():
+        if fn is None:
+            continue
+        if not callable(fn):
+            raise TypeError(f"fn_hook({method}=...) must be callable, got {type(fn).__name__}")
+        handlers[method] = fn
+    return _FnHook(handlers)
+
+
+class HookDispatcher:
+    """Calls the hooks that handle each event type; an event type nobody handles costs nothing."""
+
+    __slots__ = ("_handlers", "_logger")
+
+    def __init__(self, hooks: Sequence[RunHook], logger: logging.Logger) -> None:
+        for hook in hooks:
+            if not isinstance(hook, RunHook):
+                raise TypeError(
+                    f"hooks must be RunHook instances (subclass RunHook or use fn_hook), "
+                    f"got {type(hook).__name__}"
+                )
+        self._logger = logger
+        self._handlers: dict[type[Any], tuple[Handler, ...]] = {}
+        for event_type, method in _METHOD_FOR.items():
+            base = getattr(RunHook, method)
+            found: list[Handler] = []
+            for hook in hooks:
+                bound = getattr(hook, method)
+                if getattr(bound, "__func__", None) is base:
+                    continue  # not overridden: skip the no-op
+                found.append(bound)
+            if found:
+                self._handlers[event_type] = tuple(found)
+
+    def wants(self, event_type: type[Any]) -> bool:
+        """Whether any hook handles this event type (so the caller can skip building it)."""
+        return event_type in self._handlers
+
+    async def emit(self, event: HookEvent) -> None:
+        """Call every handler of the event in order; ``Exception`` is logged, not raised."""
+        for handler in self._handlers.get(type(event), ()):
+            try:
+                outcome = handler(event)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                self._logger.exception(
+                    "hook %r raised while handling %s; the run goes on",
+                    handler,
+                    type(event).__name__,
+                )

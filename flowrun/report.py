@@ -1,0 +1,47 @@
+"""The run report (the dict ``get_run_report`` returns) and the run-status rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .state.records import FAILED, RUNNING, SKIPPED, SUCCESS, RunRecord
+
+__all__ = ["build_report", "run_status"]
+
+
+def run_status(statuses: Iterable[str]) -> str:
+    """FAILED if any task FAILED or was SKIPPED, SUCCESS if all succeeded, RUNNING otherwise."""
+    all_success = True
+    for status in statuses:
+        if status in (FAILED, SKIPPED):
+            return FAILED
+        if status != SUCCESS:
+            all_success = False
+    return SUCCESS if all_success else RUNNING
+
+
+def build_report(run: RunRecord) -> dict[str, Any]:
+    """The report of a run snapshot; tasks in topological order, plus ``traceback`` per task."""
+    tasks: dict[str, dict[str, Any]] = {}
+    for name, rec in run.tasks.items():
+        tasks[name] = {
+            "status": rec.status,
+            "attempt": rec.attempt,
+            "started_at": rec.started_at,
+            "finished_at": rec.finished_at,
+            "error": rec.error,
+            "result": rec.result,
+            "traceback": rec.traceback,
+        }
+    status = run.status
+    if status == RUNNING and run.finished_at is not None:  # defensive: never report RUNNING late
+        status = run_status(t["status"] for t in tasks.values())
+    return {
+        "run_id": run.run_id,
+        "dag_name": run.dag_name,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "status": status,
+        "tasks": tasks,
+    }

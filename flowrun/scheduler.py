@@ -1,0 +1,522 @@
+"""One run of a DAG: unfinished-parent counters, a ready queue and an engine-wide slot limiter.
+
+The driver sleeps until an attempt completes, then handles the completed batch: it records
+each transition, enqueues the children whose last parent just succeeded, schedules retries,
+or skips every descendant of a final failure in one traversal. Nothing scans all tasks per
+completion, so a run costs O(V + E). The state store gets the batch's transitions followed
+by one ``flush()``; hooks see the batch's events in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import traceback
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+from .clock import Clock
+from .context import RunContext
+from .dag import DAG
+from .executor import Attempt, EscalatedError
+from .hooks import (
+    DagEndEvent,
+    DagStartEvent,
+    HookDispatcher,
+    HookEvent,
+    TaskFailureEvent,
+    TaskRetryEvent,
+    TaskSkipEvent,
+    TaskStartEvent,
+    TaskSuccessEvent,
+)
+from .state.protocol import StateStoreProtocol
+from .state.records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Limiter", "Run"]
+
+
+class Limiter:
+    """Bounds the tasks in flight across every run of one engine; hands freed slots to
+    waiting runs first-come first-served."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, max_parallel: int) -> None:
+        self.free = max_parallel
+        self.waiters: deque[Run] = deque()
+
+    def release(self) -> None:
+        while self.waiters:
+            run = self.waiters.popleft()
+            if run.wants_slot:
+                run.wants_slot = False
+                run.granted += 1
+                run.wake()
+                return
+        self.free += 1
+
+
+class Run:
+    """Executes one run; ``execute()`` returns the run id once the run is final."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        dag: DAG,
+        context: RunContext[Any] | None,
+        store: StateStoreProtocol,
+        clock: Clock,
+        limiter: Limiter,
+        executor: Callable[[], Executor],
+        hooks: HookDispatcher,
+        logger: logging.Logger,
+        rng: random.Random,
+        copied: Mapping[str, TaskRecord] | None = None,
+        copied_results: Mapping[str, Any] | None = None,
+        resumed_from: str | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.dag = dag
+        self.context = context if context is not None else RunContext(None)
+        self.store = store
+        self.clock = clock
+        self.limiter = limiter
+        self._get_executor = executor
+        self.hooks = hooks
+        self.logger = logger
+        self.rng = rng
+        self.loop = asyncio.get_running_loop()
+        self.copied = dict(copied or {})
+        self.resumed_from = resumed_from
+        # Working set: private to this run; the store stays the source of truth for reports.
+        self.status: dict[str, str] = dict.fromkeys(self.copied, SUCCESS)
+        self.results: dict[str, Any] = dict(copied_results or {})
+        self.waiting: dict[str, int] = {}
+        self.consumers_left: dict[str, int] = {}
+        self.ready: deque[tuple[str, int]] = deque()
+        self.running: set[Attempt] = set()
+        self.sleeping: set[asyncio.Task[None]] = set()
+        self.completed: list[Attempt] = []
+        self.events: list[HookEvent] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self.wants_slot = False
+        self.granted = 0
+        self.failed_any = False
+        self.closed = False
+
+    # -- called from callbacks -----------------------------------------------------------
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def attempt_done(self, attempt: Attempt) -> None:
+        if self.closed:
+            return
+        self.completed.append(attempt)
+        self.wake()
+
+    # -- the run ---------------------------------------------------------------------------
+    async def execute(self) -> str:
+        started = self.clock.monotonic()
+        self._create()
+        try:
+            if self.hooks.wants(DagStartEvent):
+                await self.hooks.emit(DagStartEvent(self.run_id, self.dag.name, self.dag.order))
+            await self._drive()
+        except BaseException as exc:
+            await self._abort(exc, started)
+            raise
+        status = FAILED if self.failed_any else SUCCESS
+        await self._finish(status, started)
+        return self.run_id
+
+    def _create(self) -> None:
+        dag = self.dag
+        tasks: dict[str, TaskRecord] = {}
+        for name in dag.order:
+            copied = self.copied.get(name)
+            tasks[name] = copied if copied is not None else TaskRecord()
+        record = RunRecord(
+            self.run_id,
+            dag.name,
+            self.clock.time(),
+            tasks=tasks,
+            targets=dag.targets,
+            resumed_from=self.resumed_from,
+        )
+        self.store.create_run(record)
+        self.store.flush()
+        status = self.status
+        children = dag.children
+        for name in dag.order:
+            if name in status:
+                continue
+            status[name] = PENDING
+            pending_parents = sum(1 for p in dag.parents[name] if p not in self.copied)
+            self.waiting[name] = pending_parents
+            if pending_parents == 0:
+                self.ready.append((name, 1))
+        for name in dag.order:
+            consumers = sum(1 for c in children[name] if c not in self.copied)
+            if consumers:
+                self.consumers_left[name] = consumers
+            else:
+                self.results.pop(name, None)
+        if self.logger.isEnabledFor(logging.INFO):
+            again = f" (resuming run {self.resumed_from})" if self.resumed_from else ""
+            self.logger.info(
+                "run %s of DAG %r started: %d task(s) to run%s",
+                self.run_id,
+                dag.name,
+                len(self.waiting),
+                again,
+            )
+
+    async def _drive(self) -> None:
+        loop = self.loop
+        self._pump()
+        while True:
+            if self.events:
+                await self._emit()
+            if not self.completed:
+                if not (self.running or self.ready or self.sleeping):
+                    return
+                self.waiter = loop.create_future()
+                try:
+                    await self.waiter
+                finally:
+                    self.waiter = None
+            batch, self.completed = self.completed, []
+            for attempt in batch:
+                self._handle(attempt)
+            self._pump()
+            self.store.flush()
+
+    async def _emit(self) -> None:
+        events, self.events = self.events, []
+        for event in events:
+            await self.hooks.emit(event)
+
+    def _pump(self) -> None:
+        """Launch ready tasks while the engine has free slots."""
+        ready = self.ready
+        limiter = self.limiter
+        while ready:
+            if self.granted:
+                self.granted -= 1
+            elif limiter.free:
+                limiter.free -= 1
+            else:
+                if not self.wants_slot:
+                    self.wants_slot = True
+                    limiter.waiters.append(self)
+                return
+            name, number = ready.popleft()
+            self._launch(name, number)
+
+    def _launch(self, name: str, number: int) -> None:
+        spec = self.dag.specs[name]
+        store = self.store
+        store.mark_running(self.run_id, name, number, self.clock.time())
+        self.status[name] = RUNNING
+        plan = spec.plan
+        context = None
+        if plan.wants_context:
+            context = self.context.for_attempt(self.run_id, self.dag.name, name, number, self.clock)
+        attempt = Attempt(self, spec, number, context)
+        self.running.add(attempt)
+        if plan.params:
+            args, kwargs = plan.build(context, self.results, self.dag.parents[name])
+        else:
+            args, kwargs = [], {}
+        if self.hooks.wants(TaskStartEvent):
+            self.events.append(
+                TaskStartEvent(self.run_id, self.dag.name, name, number, spec.max_attempts)
+            )
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(
+                "launching task %r attempt %d/%d of run %s (%s)",
+                name,
+                number,
+                spec.max_attempts,
+                self.run_id,
+                "async" if spec.is_async else "sync",
+            )
+        attempt.start(args, kwargs, self._get_executor() if not spec.is_async else _NO_EXECUTOR)
+
+    def _handle(self, attempt: Attempt) -> None:
+        self.running.discard(attempt)
+        self.limiter.release()
+        spec = attempt.spec
+        name = spec.name
+        finished_wall = self.clock.time()
+        duration = max(0.0, self.clock.monotonic() - attempt.start_mono)
+        error: BaseException | None
+        future = attempt.future
+        assert future is not None
+        if attempt.timed_out:
+            error = attempt.timeout_error()
+        elif future.cancelled():  # the task's own code raised CancelledError
+            error = asyncio.CancelledError(f"task {name!r} raised CancelledError")
+        else:
+            error = future.exception()
+        if error is None:
+            self._succeeded(attempt, future.result(), finished_wall, duration)
+            return
+        if isinstance(error, EscalatedError):
+            error = error.original
+        if not isinstance(error, Exception) or isinstance(error, asyncio.CancelledError):
+            self._failed_for_good(attempt, error, finished_wall, duration)
+            raise error
+        if attempt.number < spec.max_attempts and isinstance(error, spec.retry_on):
+            self._retry(attempt, error, finished_wall, duration)
+        else:
+            self._failed_for_good(attempt, error, finished_wall, duration)
+
+    def _succeeded(self, attempt: Attempt, result: Any, finished: float, duration: float) -> None:
+        spec = attempt.spec
+        name = spec.name
+        self.store.mark_success(
+            self.run_id, name, attempt.start_wall, finished, result, spec.retain_result
+        )
+        self.status[name] = SUCCESS
+        if self.hooks.wants(TaskSuccessEvent):
+            self.events.append(
+                TaskSuccessEvent(self.run_id, self.dag.name, name, attempt.number, duration, result)
+            )
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info(
+                "task %r succeeded (attempt %d, %.3fs)", name, attempt.number, duration
+            )
+        children = self.dag.children[name]
+        if children:
+            if name in self.consumers_left:
+                self.results[name] = result
+            waiting = self.waiting
+            for child in children:
+                left = waiting[child] - 1
+                waiting[child] = left
+                if left == 0:
+                    self.ready.append((child, 1))
+        self._consumed(name)
+
+    def _consumed(self, name: str) -> None:
+        """``name`` is finished for good: its parents' results may no longer be needed."""
+        consumers_left = self.consumers_left
+        for parent in self.dag.parents[name]:
+            left = consumers_left.get(parent)
+            if left is None:
+                continue
+            if left == 1:
+                del consumers_left[parent]
+                self.results.pop(parent, None)
+            else:
+                consumers_left[parent] = left - 1
+
+    def _retry(self, attempt: Attempt, error: Exception, finished: float, duration: float) -> None:
+        spec = attempt.spec
+        name = spec.name
+        delay = spec.retry_delay(attempt.number)
+        if spec.retry_jitter and delay:
+            delay *= 1.0 + spec.retry_jitter * self.rng.uniform(-1.0, 1.0)
+        text, trace = _describe(error)
+        self.store.mark_retry(self.run_id, name, attempt.start_wall, finished, text, trace)
+        self.status[name] = PENDING
+        nxt = attempt.number + 1
+        if self.hooks.wants(TaskRetryEvent):
+            self.events.append(
+                TaskRetryEvent(
+                    self.run_id,
+                    self.dag.name,
+                    name,
+                    attempt.number,
+                    nxt,
+                    spec.max_attempts,
+                    delay,
+                    duration,
+                    text,
+                )
+            )
+        level = logging.WARNING if attempt.timed_out else logging.INFO
+        if self.logger.isEnabledFor(level):
+            self.logger.log(
+                level,
+                "task %r attempt %d/%d failed: %s; retrying in %.3fs",
+                name,
+                attempt.number,
+                spec.max_attempts,
+                text,
+                delay,
+            )
+        self.logger.debug("traceback of task %r attempt %d:\n%s", name, attempt.number, trace)
+        if delay > 0:
+            sleeper = self.loop.create_task(self._ready_after(name, nxt, delay))
+            self.sleeping.add(sleeper)
+        else:
+            self.ready.append((name, nxt))
+
+    async def _ready_after(self, name: str, number: int, delay: float) -> None:
+        await self.clock.sleep(delay)
+        self.ready.append((name, number))
+        current = asyncio.current_task()
+        if current is not None:
+            self.sleeping.discard(current)
+        self.wake()
+
+    def _failed_for_good(
+        self, attempt: Attempt, error: BaseException, finished: float, duration: float
+    ) -> None:
+        spec = attempt.spec
+        name = spec.name
+        text, trace = _describe(error)
+        self.store.mark_failed(self.run_id, name, attempt.start_wall, finished, text, trace)
+        self.status[name] = FAILED
+        self.failed_any = True
+        if self.hooks.wants(TaskFailureEvent):
+            self.events.append(
+                TaskFailureEvent(
+                    self.run_id,
+                    self.dag.name,
+                    name,
+                    attempt.number,
+                    spec.max_attempts,
+                    duration,
+                    text,
+                )
+            )
+        self.logger.warning("task %r failed after %d attempt(s): %s", name, attempt.number, text)
+        self.logger.debug("traceback of task %r attempt %d:\n%s", name, attempt.number, trace)
+        self._consumed(name)
+        self._skip_descendants(name, f"upstream task {name!r} failed")
+
+    def _skip_descendants(self, name: str, reason: str) -> None:
+        status = self.status
+        skipped: list[str] = []
+        stack = list(self.dag.children[name])
+        while stack:
+            child = stack.pop()
+            if status[child] != PENDING:
+                continue  # already skipped through another failed ancestor
+            status[child] = SKIPPED
+            skipped.append(child)
+            stack.extend(self.dag.children[child])
+        if not skipped:
+            return
+        self._mark_skipped(skipped, reason)
+
+    def _mark_skipped(self, skipped: list[str], reason: str) -> None:
+        self.store.mark_skipped(self.run_id, skipped, reason)
+        wants_event = self.hooks.wants(TaskSkipEvent)
+        log_info = self.logger.isEnabledFor(logging.INFO)
+        for child in skipped:
+            self._consumed(child)
+            if wants_event:
+                self.events.append(TaskSkipEvent(self.run_id, self.dag.name, child, reason))
+            if log_info:
+                self.logger.info("task %r skipped: %s", child, reason)
+
+    async def _finish(self, status: str, started: float) -> None:
+        self.closed = True
+        self.store.finish_run(self.run_id, status, self.clock.time())
+        self.store.flush()
+        duration = self.clock.monotonic() - started
+        log = self.logger.info if status == SUCCESS else self.logger.warning
+        log("run %s of DAG %r finished: %s in %.3fs", self.run_id, self.dag.name, status, duration)
+        if self.hooks.wants(DagEndEvent):
+            self.events.append(DagEndEvent(self.run_id, self.dag.name, status, duration))
+        await self._emit()
+
+    async def _abort(self, exc: BaseException, started: float) -> None:
+        """Finalize after a BaseException (cancellation, KeyboardInterrupt...) before it
+        propagates: in-flight attempts FAILED, pending tasks SKIPPED, the run FAILED."""
+        self.closed = True
+        what = (
+            "run cancelled"
+            if isinstance(exc, asyncio.CancelledError)
+            else (f"run aborted by {type(exc).__name__}")
+        )
+        for sleeper in self.sleeping:
+            sleeper.cancel()
+        self.sleeping.clear()
+        finished = self.clock.time()
+        # Completed but unhandled attempts keep their real outcome; the rest are abandoned.
+        for attempt in list(self.running):
+            future = attempt.future
+            done_ok = (
+                future is not None
+                and attempt.finished
+                and not attempt.timed_out
+                and future.done()
+                and not future.cancelled()
+                and future.exception() is None
+            )
+            self.running.discard(attempt)
+            self.limiter.release()
+            name = attempt.spec.name
+            if done_ok:
+                assert future is not None
+                self.store.mark_success(
+                    self.run_id,
+                    name,
+                    attempt.start_wall,
+                    finished,
+                    future.result(),
+                    attempt.spec.retain_result,
+                )
+                self.status[name] = SUCCESS
+                continue
+            attempt.finished = True
+            if attempt.context is not None:
+                attempt.context.cancel()
+            if future is not None and not future.done():
+                future.cancel()
+            self.store.mark_failed(
+                self.run_id,
+                name,
+                attempt.start_wall,
+                finished,
+                f"CancelledError: {what} while task {name!r} was running",
+                None,
+            )
+            self.status[name] = FAILED
+        self.completed.clear()
+        pending = [n for n, s in self.status.items() if s == PENDING]
+        if pending:
+            self.store.mark_skipped(self.run_id, pending, what)
+            for name in pending:
+                self.status[name] = SKIPPED
+        self.ready.clear()
+        while self.granted:
+            self.granted -= 1
+            self.limiter.release()
+        self.wants_slot = False
+        self.events = []
+        self.logger.warning("run %s of DAG %r: %s", self.run_id, self.dag.name, what)
+        try:
+            await self._finish(FAILED, started)
+        except BaseException:  # already propagating one exception; a hook must not mask it
+            self.logger.exception("error while finalizing aborted run %s", self.run_id)
+
+
+class _NoExecutor(Executor):
+    """Placeholder passed for async tasks, which never use an executor."""
+
+
+_NO_EXECUTOR = _NoExecutor()
+
+
+def _describe(error: BaseException) -> tuple[str, str]:
+    """``"ExcType: message"`` and the formatted traceback."""
+    message = str(error)
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return text, trace

@@ -1,0 +1,172 @@
+"""The default state store: plain records in a dict, process-local and ephemeral."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import UnknownRunError
+from .records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
+
+__all__ = ["InMemoryStateStore", "StateStore"]
+
+
+class InMemoryStateStore:
+    """Keeps every run in memory; ``load_run`` returns deep copies that callers may change."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+
+    def create_run(self, run: RunRecord) -> None:
+        if run.run_id in self._runs:
+            raise ValueError(f"run id {run.run_id!r} already exists in the state store")
+        self._runs[run.run_id] = run
+
+    def _task(self, run_id: str, task: str) -> TaskRecord:
+        try:
+            return self._runs[run_id].tasks[task]
+        except KeyError:
+            if run_id not in self._runs:
+                raise UnknownRunError(run_id) from None
+            raise
+
+    def mark_running(self, run_id: str, task: str, attempt: int, started_at: float) -> None:
+        rec = self._task(run_id, task)
+        rec.status = RUNNING
+        rec.attempt = attempt
+        rec.started_at = started_at
+        rec.finished_at = None
+        rec.error = None
+        rec.traceback = None
+
+    def mark_success(
+        self,
+        run_id: str,
+        task: str,
+        started_at: float,
+        finished_at: float,
+        result: Any,
+        keep_result: bool,
+    ) -> None:
+        rec = self._task(run_id, task)
+        rec.status = SUCCESS
+        rec.started_at = started_at
+        rec.finished_at = finished_at
+        if keep_result:
+            rec.result = result
+            rec.has_result = True
+
+    def mark_failed(
+        self,
+        run_id: str,
+        task: str,
+        started_at: float,
+        finished_at: float,
+        error: str,
+        traceback: str | None,
+    ) -> None:
+        rec = self._task(run_id, task)
+        rec.status = FAILED
+        rec.started_at = started_at
+        rec.finished_at = finished_at
+        rec.error = error
+        rec.traceback = traceback
+
+    def mark_retry(
+        self,
+        run_id: str,
+        task: str,
+        started_at: float,
+        finished_at: float,
+        error: str,
+        traceback: str | None,
+    ) -> None:
+        rec = self._task(run_id, task)
+        rec.status = PENDING
+        rec.started_at = started_at
+        rec.finished_at = finished_at
+        rec.error = error
+        rec.traceback = traceback
+
+    def mark_skipped(self, run_id: str, tasks: Sequence[str], reason: str) -> None:
+        for task in tasks:
+            rec = self._task(run_id, task)
+            rec.status = SKIPPED
+            rec.error = reason
+
+    def clear_result(self, run_id: str, task: str) -> None:
+        rec = self._task(run_id, task)
+        rec.result = None
+        rec.has_result = False
+
+    def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
+        try:
+            run = self._runs[run_id]
+        except KeyError:
+            raise UnknownRunError(run_id) from None
+        run.status = status
+        run.finished_at = finished_at
+
+    def load_run(self, run_id: str) -> RunRecord:
+        try:
+            run = self._runs[run_id]
+        except KeyError:
+            raise UnknownRunError(run_id) from None
+        return _snapshot(run)
+
+    def list_runs(
+        self, dag_name: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        if limit < 0:
+            raise ValueError(f"'limit' must be >= 0 (got {limit})")
+        found: list[RunRecord] = []
+        for run in reversed(self._runs.values()):  # insertion order is creation order
+            if len(found) >= limit:
+                break
+            if dag_name is not None and run.dag_name != dag_name:
+                continue
+            if status is not None and run.status != status:
+                continue
+            found.append(_snapshot(run))
+        return found
+
+    def flush(self) -> None:
+        return None
+
+
+def _snapshot(run: RunRecord) -> RunRecord:
+    tasks = {}
+    for name, rec in run.tasks.items():
+        tasks[name] = TaskRecord(
+            rec.status,
+            rec.attempt,
+            rec.started_at,
+            rec.finished_at,
+            rec.error,
+            rec.traceback,
+            _copy_result(rec.result),
+            rec.has_result,
+        )
+    return RunRecord(
+        run.run_id,
+        run.dag_name,
+        run.created_at,
+        run.status,
+        run.finished_at,
+        tasks,
+        run.targets,
+        run.resumed_from,
+    )
+
+
+def _copy_result(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool, bytes)):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # uncopyable objects (locks, sockets...) are shared, not lost
+        return value
+
+
+StateStore = InMemoryStateStore

@@ -1,0 +1,88 @@
+"""The contract between the scheduler and a state store.
+
+Transition-oriented: the scheduler reports each change of a task as it happens and calls
+``flush()`` once per scheduling wake-up, so a persistent store can write one transaction per
+batch instead of one per row. The store is the single source of truth for reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .records import RunRecord
+
+__all__ = ["StateStoreProtocol"]
+
+
+@runtime_checkable
+class StateStoreProtocol(Protocol):
+    def create_run(self, run: RunRecord) -> None:
+        """Store a new run with its task records (PENDING, or copied by ``resume``)."""
+        ...
+
+    def mark_running(self, run_id: str, task: str, attempt: int, started_at: float) -> None:
+        """An attempt was launched."""
+        ...
+
+    def mark_success(
+        self,
+        run_id: str,
+        task: str,
+        started_at: float,
+        finished_at: float,
+        result: Any,
+        keep_result: bool,
+    ) -> None:
+        """The attempt succeeded; ``keep_result=False`` means the result must not be stored."""
+        ...
+
+    def mark_failed(
+        self,
+        run_id: str,
+        task: str,
+        started_at: float,
+        finished_at: float,
+        error: str,
+        traceback: str | None,
+    ) -> None:
+        """The task failed for good."""
+        ...
+
+    def mark_retry(
+        self,
+        run_id: str,
+        task: str,
+        started_at: float,
+        finished_at: float,
+        error: str,
+        traceback: str | None,
+    ) -> None:
+        """The attempt failed and the task is PENDING again, waiting for its next attempt."""
+        ...
+
+    def mark_skipped(self, run_id: str, tasks: Sequence[str], reason: str) -> None:
+        """These tasks will not run because an upstream task failed."""
+        ...
+
+    def clear_result(self, run_id: str, task: str) -> None:
+        """Drop a result nobody needs any more (``retain_result=False``)."""
+        ...
+
+    def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
+        """The run is over; ``status`` follows the run-status rules."""
+        ...
+
+    def load_run(self, run_id: str) -> RunRecord:
+        """A snapshot of the run; raises ``UnknownRunError`` for an unknown id."""
+        ...
+
+    def list_runs(
+        self, dag_name: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        """Runs newest first, optionally filtered by DAG and status."""
+        ...
+
+    def flush(self) -> None:
+        """Make everything reported so far durable (a no-op for in-memory stores)."""
+        ...

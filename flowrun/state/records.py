@@ -1,0 +1,44 @@
+"""The records a state store keeps: one per run, one per task of the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FAILED", "PENDING", "RUNNING", "SKIPPED", "SUCCESS", "RunRecord", "TaskRecord"]
+
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+SUCCESS = "SUCCESS"
+FAILED = "FAILED"
+SKIPPED = "SKIPPED"
+
+FINISHED_STATUSES = frozenset({SUCCESS, FAILED, SKIPPED})
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """State of one task in one run. ``has_result`` tells a kept ``None`` from no result."""
+
+    status: str = PENDING
+    attempt: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    result: Any = None
+    has_result: bool = False
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """State of one run. ``targets`` is set for ``run_subgraph`` runs (resume keeps to them)."""
+
+    run_id: str
+    dag_name: str
+    created_at: float
+    status: str = RUNNING
+    finished_at: float | None = None
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    targets: tuple[str, ...] | None = None
+    resumed_from: str | None = None

@@ -1,0 +1,655 @@
+"""Tasks: ``TaskSpec``, the ``TaskRegistry``, the ``@task`` decorators and task templates.
+
+Registration does all the work that never changes between runs: option checks, the
+resolution of callable dependencies to names, and the *call plan* (which parameters receive
+the context, the ``upstream`` dict or a named upstream result). A run only follows the plan.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import math
+import re
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from .context import RunContext
+from .errors import DuplicateTaskError, TaskDefinitionError, suggest
+
+__all__ = [
+    "DEFAULT_DAG",
+    "CallPlan",
+    "TaskRegistry",
+    "TaskSpec",
+    "TaskTemplate",
+    "task",
+    "task_template",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DAG = "default"
+"""The DAG of tasks registered without ``dag=`` (the implicit, legacy DAG)."""
+
+# What a parameter receives.
+INJECT_CONTEXT = 0
+INJECT_UPSTREAM = 1
+INJECT_RESULT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """How to call a task: ``(parameter, what it receives, dependency name, positional-only)``."""
+
+    params: tuple[tuple[str, int, str, bool], ...]
+    wants_context: bool
+
+    def build(
+        self, context: object, results: Mapping[str, Any], parents: Sequence[str]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Arguments for one call; ``results`` holds the finished parents' results."""
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for param, source, dep, positional in self.params:
+            if source == INJECT_RESULT:
+                value = results[dep]
+            elif source == INJECT_CONTEXT:
+                value = context
+            else:
+                value = {p: results[p] for p in parents}
+            if positional:
+                args.append(value)
+            else:
+                kwargs[param] = value
+        return args, kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A registered task. ``deps`` are names; ``dag`` is ``DEFAULT_DAG`` for unscoped tasks."""
+
+    name: str
+    dag: str
+    func: Callable[..., Any]
+    deps: tuple[str, ...] = ()
+    timeout_s: float | None = None
+    retries: int = 0
+    retain_result: bool = True
+    retry_delay_s: float = 0.0
+    retry_backoff: float = 2.0
+    retry_jitter: float = 0.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    is_async: bool = False
+    plan: CallPlan = CallPlan((), False)
+    scoped: bool = True
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def retry_delay(self, attempt: int) -> float:
+        """Delay before attempt ``attempt + 1``, without jitter."""
+        return self.retry_delay_s * self.retry_backoff ** (attempt - 1)
+
+
+def _where(name: str, dag: str | None) -> str:
+    return f"task {name!r} in DAG {dag or DEFAULT_DAG!r}"
+
+
+def _check_options(
+    name: str,
+    dag: str | None,
+    timeout_s: float | None,
+    retries: int,
+    retry_delay_s: float,
+    retry_backoff: float,
+    retry_jitter: float,
+    retry_on: Iterable[type[BaseException]] | type[BaseException],
+) -> tuple[type[BaseException], ...]:
+    where = _where(name, dag)
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise TaskDefinitionError(f"'retries' must be an int (got {retries!r}) for {where}")
+    if retries < 0:
+        raise TaskDefinitionError(f"'retries' must be >= 0 (got {retries}) for {where}")
+    if timeout_s is not None:
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+            raise TaskDefinitionError(
+                f"'timeout_s' must be a number or None (got {timeout_s!r}) for {where}"
+            )
+        if not timeout_s > 0 or math.isnan(timeout_s):
+            raise TaskDefinitionError(
+                f"'timeout_s' must be > 0 or None (got {timeout_s}) for {where}; "
+                "use None for no timeout"
+            )
+    if not isinstance(retry_delay_s, (int, float)) or not retry_delay_s >= 0:
+        raise TaskDefinitionError(
+            f"'retry_delay_s' must be >= 0 (got {retry_delay_s!r}) for {where}"
+        )
+    if not isinstance(retry_backoff, (int, float)) or not retry_backoff >= 1:
+        raise TaskDefinitionError(
+            f"'retry_backoff' must be >= 1 (got {retry_backoff!r}) for {where}"
+        )
+    if not isinstance(retry_jitter, (int, float)) or not 0 <= retry_jitter <= 1:
+        raise TaskDefinitionError(
+            f"'retry_jitter' must be between 0 and 1 (got {retry_jitter!r}) for {where}"
+        )
+    kinds = (retry_on,) if isinstance(retry_on, type) else tuple(retry_on)
+    for kind in kinds:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise TaskDefinitionError(
+                f"'retry_on' must hold exception types (got {kind!r}) for {where}"
+            )
+    return kinds
+
+
+def _async_kind(func: Callable[..., Any]) -> tuple[bool, str | None]:
+    """(is async, reason it cannot be a task)."""
+    call = func if inspect.isroutine(func) or isinstance(func, functools.partial) else None
+    candidates: list[Any] = [func]
+    if call is None:
+        candidates.append(getattr(type(func), "__call__", None))  # noqa: B004
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        if inspect.isasyncgenfunction(candidate):
+            return False, "is an async generator function; a task must return its result"
+        if inspect.isgeneratorfunction(candidate):
+            return False, "is a generator function; a task must return its result (use a list)"
+        if inspect.iscoroutinefunction(candidate):
+            return True, None
+    return False, None
+
+
+_CONTEXT_NAME = re.compile(r"(^|[^\w.])(\w+\.)*RunContext\b")
+
+
+def _is_context_annotation(annotation: Any) -> bool:
+    if annotation is inspect.Parameter.empty:
+        return False
+    if isinstance(annotation, str):
+        return bool(_CONTEXT_NAME.search(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, RunContext):
+        return True
+    origin = typing.get_origin(annotation)
+    if isinstance(origin, type) and issubclass(origin, RunContext):
+        return True
+    return any(_is_context_annotation(arg) for arg in typing.get_args(annotation))
+
+
+def _annotations(func: Callable[..., Any]) -> dict[str, Any]:
+    target: Any = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not inspect.isroutine(target):
+        target = getattr(type(target), "__call__", target)  # noqa: B004
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # unresolvable string annotations: fall back to the raw strings
+        return dict(getattr(target, "__annotations__", {}) or {})
+
+
+def make_call_plan(
+    func: Callable[..., Any], name: str, dag: str | None, deps: Sequence[str]
+) -> CallPlan:
+    """Decide once, at registration, what each parameter of ``func`` receives."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise TaskDefinitionError(
+            f"cannot read the signature of {_where(name, dag)}: {exc}"
+        ) from None
+    hints = _annotations(func)
+    params = signature.parameters
+    takes_upstream = "upstream" in params and params["upstream"].kind not in (
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.VAR_KEYWORD,
+    )
+    plan: list[tuple[str, int, str, bool]] = []
+    wants_context = False
+    for param in params.values():
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        positional = param.kind is inspect.Parameter.POSITIONAL_ONLY
+        annotation = hints.get(param.name, param.annotation)
+        if _is_context_annotation(annotation):
+            plan.append((param.name, INJECT_CONTEXT, "", positional))
+            wants_context = True
+        elif param.name == "upstream":
+            plan.append((param.name, INJECT_UPSTREAM, "", positional))
+        elif param.name in deps and not takes_upstream:
+            plan.append((param.name, INJECT_RESULT, param.name, positional))
+        elif param.default is not inspect.Parameter.empty:
+            continue
+        else:
+            raise TaskDefinitionError(_unbound_message(param.name, name, dag, deps, takes_upstream))
+    if any(p[3] for p in plan):
+        # Positional-only parameters must be passed in order, with nothing skipped before them.
+        positional_names = [
+            p.name for p in params.values() if p.kind is inspect.Parameter.POSITIONAL_ONLY
+        ]
+        bound = [p[0] for p in plan if p[3]]
+        if bound != positional_names[: len(bound)]:
+            raise TaskDefinitionError(
+                f"{_where(name, dag)}: positional-only parameters with defaults cannot precede "
+                "injected ones; make them regular parameters"
+            )
+    return CallPlan(tuple(plan), wants_context)
+
+
+def _unbound_message(
+    param: str, name: str, dag: str | None, deps: Sequence[str], takes_upstream: bool
+) -> str:
+    base = f"parameter {param!r} of {_where(name, dag)} would receive nothing"
+    if takes_upstream and param in deps:
+        return (
+            f"{base}: the task takes 'upstream', which disables named injection; "
+            f"read upstream[{param!r}] instead, or give {param!r} a default"
+        )
+    if param in ("context", "ctx"):
+        return f"{base}: annotate it as RunContext (e.g. '{param}: RunContext[Deps]')"
+    hint = suggest(param, deps)
+    listed = ", ".join(repr(d) for d in deps) or "none"
+    return (
+        f"{base}: it is not a dependency (deps: {listed}), not 'upstream', not annotated "
+        f"RunContext, and has no default.{hint}"
+    )
+
+
+def _default_name(func: Callable[..., Any]) -> str:
+    target: Any = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    name = getattr(target, "__name__", None)
+    if not isinstance(name, str):
+        name = type(target).__name__
+    return name
+
+
+_active_registry: contextvars.ContextVar[TaskRegistry | None] = contextvars.ContextVar(
+    "flowrun_active_registry", default=None
+)
+
+
+class TaskRegistry:
+    """Holds task specs per DAG. Engines own one (``engine.registry``); the global ``@task``
+    writes to the one passed as ``registry=`` or to the one made current by ``activate()``."""
+
+    def __init__(self) -> None:
+        self._dags: dict[str, dict[str, TaskSpec]] = {}
+        self._by_func: dict[int, tuple[Any, list[TaskSpec]]] = {}
+        self._version = 0
+
+    # -- reading -----------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """Grows on every change, so derived DAGs know when to rebuild."""
+        return self._version
+
+    def dag_names(self) -> list[str]:
+        return list(self._dags)
+
+    def tasks_of(self, dag: str) -> Mapping[str, TaskSpec]:
+        """The specs of one DAG in registration order (empty if the DAG is unknown)."""
+        return self._dags.get(dag, {})
+
+    def all_dags(self) -> Mapping[str, Mapping[str, TaskSpec]]:
+        return self._dags
+
+    def only_implicit_dag(self) -> bool:
+        """True when every task was registered without ``dag=`` (the legacy single DAG)."""
+        return list(self._dags) == [DEFAULT_DAG] and not any(
+            s.scoped for s in self._dags[DEFAULT_DAG].values()
+        )
+
+    def __len__(self) -> int:
+        return sum(len(tasks) for tasks in self._dags.values())
+
+    def __repr__(self) -> str:
+        return f"TaskRegistry(dags={self.dag_names()!r}, tasks={len(self)})"
+
+    # -- activation --------------------------------------------------------------------------
+    def activate(self) -> contextvars.Token[TaskRegistry | None]:
+        """Make this registry the target of the global ``@task``; keep the token to undo it."""
+        return _active_registry.set(self)
+
+    @staticmethod
+    def deactivate(token: contextvars.Token[TaskRegistry | None]) -> None:
+        """Undo ``activate()``: the previously active registry (if any) becomes current again."""
+        _active_registry.reset(token)
+
+    @staticmethod
+    def current() -> TaskRegistry | None:
+        """The registry made current by ``activate()``, if any."""
+        return _active_registry.get()
+
+    # -- writing -----------------------------------------------------------------------------
+    def resolve_dep(self, dep: object, dag: str, owner: str) -> str:
+        """A dependency given as a name or as a decorated callable, as a task name."""
+        if isinstance(dep, str):
+            if not dep:
+                raise TaskDefinitionError(f"{_where(owner, dag)} has an empty dependency name")
+            return dep
+        if not callable(dep):
+            raise TaskDefinitionError(
+                f"{_where(owner, dag)}: a dependency must be a task name or a decorated task "
+                f"function (got {type(dep).__name__}: {dep!r})"
+            )
+        entry = self._by_func.get(id(dep))
+        specs = entry[1] if entry is not None and entry[0] is dep else []
+        if not specs:
+            return _default_name(dep)  # unregistered: validation reports it as missing
+        same_dag = [s for s in specs if s.dag == dag]
+        chosen = same_dag or specs
+        if len(chosen) > 1:
+            names = ", ".join(repr(s.name) for s in chosen)
+            raise TaskDefinitionError(
+                f"{_where(owner, dag)}: dependency {_default_name(dep)!r} is ambiguous, the "
+                f"function is registered as {names}; name the dependency instead"
+            )
+        return chosen[0].name
+
+    def register(self, spec: TaskSpec) -> None:
+        """Add a spec; a second task of the same name in one DAG is an error."""
+        tasks = self._dags.setdefault(spec.dag, {})
+        if spec.name in tasks:
+            raise DuplicateTaskError(
+                f"duplicate task name {spec.name!r} in DAG {spec.dag!r}: already registered "
+                f"by {_qualname(tasks[spec.name].func)}, now by {_qualname(spec.func)}"
+            )
+        tasks[spec.name] = spec
+        entry = self._by_func.get(id(spec.func))
+        if entry is None or entry[0] is not spec.func:
+            entry = (spec.func, [])
+            self._by_func[id(spec.func)] = entry
+        entry[1].append(spec)
+        self._version += 1
+
+    def unregister(self, dag: str, name: str) -> TaskSpec:
+        """Remove a task (tests and overrides); returns its spec."""
+        try:
+            spec = self._dags[dag].pop(name)
+        except KeyError:
+            raise KeyError(f"DAG {dag!r} has no task {name!r}") from None
+        if not self._dags[dag]:
+            del self._dags[dag]
+        entry = self._by_func.get(id(spec.func))
+        if entry is not None and spec in entry[1]:
+            entry[1].remove(spec)
+        self._version += 1
+        return spec
+
+    def build_spec(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        dag: str | None = None,
+        deps: Sequence[str | Callable[..., Any]] | None = None,
+        timeout_s: float | None = None,
+        retries: int = 0,
+        retain_result: bool = True,
+        retry_delay_s: float = 0.0,
+        retry_backoff: float = 2.0,
+        retry_jitter: float = 0.0,
+        retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+    ) -> TaskSpec:
+        """Check every option and compute the call plan; does not register."""
+        if not callable(func):
+            raise TaskDefinitionError(f"a task must be callable (got {type(func).__name__})")
+        task_name = _default_name(func) if name is None else name
+        if not isinstance(task_name, str) or not task_name:
+            raise TaskDefinitionError(f"a task name must be a non-empty string (got {task_name!r})")
+        if dag is not None and (not isinstance(dag, str) or not dag):
+            raise TaskDefinitionError(
+                f"'dag' must be a non-empty string or None (got {dag!r}) for task {task_name!r}"
+            )
+        dag_name = DEFAULT_DAG if dag is None else dag
+        kinds = _check_options(
+            task_name, dag, timeout_s, retries, retry_delay_s, retry_backoff, retry_jitter, retry_on
+        )
+        is_async, unusable = _async_kind(func)
+        if unusable:
+            raise TaskDefinitionError(f"{_where(task_name, dag)} {unusable}")
+        if deps is None:
+            deps = ()
+        if isinstance(deps, (str, bytes)) or not isinstance(deps, Iterable):
+            raise TaskDefinitionError(
+                f"'deps' must be a list of task names or task functions (got {deps!r}) for "
+                f"{_where(task_name, dag)}; write deps=[{deps!r}]"
+            )
+        names: list[str] = []
+        for dep in deps:
+            resolved = self.resolve_dep(dep, dag_name, task_name)
+            if resolved not in names:
+                names.append(resolved)
+        if not isinstance(retain_result, bool):
+            raise TaskDefinitionError(
+                f"'retain_result' must be True or False (got {retain_result!r}) for "
+                f"{_where(task_name, dag)}"
+            )
+        plan = make_call_plan(func, task_name, dag, names)
+        return TaskSpec(
+            name=task_name,
+            dag=dag_name,
+            func=func,
+            deps=tuple(names),
+            timeout_s=None if timeout_s is None else float(timeout_s),
+            retries=retries,
+            retain_result=retain_result,
+            retry_delay_s=float(retry_delay_s),
+            retry_backoff=float(retry_backoff),
+            retry_jitter=float(retry_jitter),
+            retry_on=kinds,
+            is_async=is_async,
+            plan=plan,
+            scoped=dag is not None,
+        )
+
+    @overload
+    def task(self, func: F, /) -> F: ...
+
+    @overload
+    def task(
+        self,
+        name: str | None = None,
+        /,
+        *,
+        dag: str | None = None,
+        deps: Sequence[str | Callable[..., Any]] | None = None,
+        timeout_s: float | None = None,
+        retries: int = 0,
+        retain_result: bool = True,
+        retry_delay_s: float = 0.0,
+        retry_backoff: float = 2.0,
+        retry_jitter: float = 0.0,
+        retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+    ) -> Callable[[F], F]: ...
+
+    def task(self, name_or_func: Any = None, /, **options: Any) -> Any:
+        """Register a task: ``@registry.task``, ``@registry.task(...)``, ``@registry.task("n")``.
+
+        Returns the original function unchanged, so it stays callable and picklable.
+        """
+        return _decorate(lambda: self, name_or_func, options)
+
+    def task_template(
+        self, func: Callable[..., Any], *, dag: str | None = None, **options: Any
+    ) -> TaskTemplate:
+        """A function to register several times with different bound arguments."""
+        return TaskTemplate(self, func, dag, options)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, tuple) and len(key) == 2:
+            dag, name = key
+            return name in self._dags.get(dag, {})
+        return False
+
+
+def _qualname(func: Callable[..., Any]) -> str:
+    target: Any = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    module = getattr(target, "__module__", None) or "?"
+    return f"{module}.{getattr(target, '__qualname__', _default_name(target))}"
+
+
+def _decorate(
+    get_registry: Callable[[], TaskRegistry], name_or_func: Any, options: dict[str, Any]
+) -> Any:
+    name = options.pop("name", None)
+    if callable(name_or_func) and not isinstance(name_or_func, str):
+        registry = get_registry()
+        registry.register(registry.build_spec(name_or_func, name=name, **options))
+        return name_or_func
+    if name_or_func is not None:
+        if not isinstance(name_or_func, str):
+            raise TaskDefinitionError(
+                f"@task takes a function or a task name, got {type(name_or_func).__name__}"
+            )
+        if name is not None and name != name_or_func:
+            raise TaskDefinitionError(
+                f"@task got two names: {name_or_func!r} and name={name!r}; give one"
+            )
+        name = name_or_func
+
+    def decorator(func: F) -> F:
+        registry = get_registry()
+        registry.register(registry.build_spec(func, name=name, **options))
+        return func
+
+    return decorator
+
+
+def _global_registry(explicit: TaskRegistry | None) -> Callable[[], TaskRegistry]:
+    def get() -> TaskRegistry:
+        registry = explicit if explicit is not None else _active_registry.get()
+        if registry is None:
+            raise TaskDefinitionError(
+                "the global @task has no registry: pass registry=TaskRegistry() (or an engine's "
+                "engine.registry), call registry.activate() first, or use @engine.task"
+            )
+        return registry
+
+    return get
+
+
+@overload
+def task(func: F, /) -> F: ...
+
+
+@overload
+def task(
+    name: str | None = None,
+    /,
+    *,
+    registry: TaskRegistry | None = None,
+    dag: str | None = None,
+    deps: Sequence[str | Callable[..., Any]] | None = None,
+    timeout_s: float | None = None,
+    retries: int = 0,
+    retain_result: bool = True,
+    retry_delay_s: float = 0.0,
+    retry_backoff: float = 2.0,
+    retry_jitter: float = 0.0,
+    retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+) -> Callable[[F], F]: ...
+
+
+def task(name_or_func: Any = None, /, **options: Any) -> Any:
+    """The global decorator: ``@task``, ``@task(...)`` and ``@task("name", ...)``.
+
+    Registers into ``registry=`` or into the registry made current by ``activate()``; the
+    registry is looked up when the function is decorated.
+    """
+    registry = options.pop("registry", None)
+    if registry is not None and not isinstance(registry, TaskRegistry):
+        raise TypeError(f"registry= must be a TaskRegistry, got {type(registry).__name__}")
+    return _decorate(_global_registry(registry), name_or_func, options)
+
+
+class TaskTemplate:
+    """Registers one function as several tasks, each with its own bound keyword arguments."""
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        func: Callable[..., Any],
+        dag: str | None,
+        options: dict[str, Any],
+    ) -> None:
+        if not callable(func):
+            raise TaskDefinitionError(f"task_template needs a callable, got {type(func).__name__}")
+        unknown = set(options) - _TASK_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"task_template got unknown option(s) {sorted(unknown)}; task options are "
+                f"{sorted(_TASK_OPTIONS)}"
+            )
+        self._registry = registry
+        self.func = func
+        self.dag = dag
+        self._options = options
+
+    def bind(self, name: str, /, **kwargs: Any) -> Callable[..., Any]:
+        """Register ``func`` with ``kwargs`` bound as task ``name``; returns the bound callable.
+
+        Task options (``deps``, ``retries``, ``timeout_s`` ...) given here override the
+        template's; every other keyword is an argument of the function.
+        """
+        options = dict(self._options)
+        call_kwargs: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            (options if key in _TASK_OPTIONS else call_kwargs)[key] = value
+        self._check_kwargs(name, call_kwargs)
+        bound = functools.partial(self.func, **call_kwargs)
+        self._registry.register(
+            self._registry.build_spec(bound, name=name, dag=self.dag, **options)
+        )
+        return bound
+
+    def _check_kwargs(self, name: str, kwargs: Mapping[str, Any]) -> None:
+        try:
+            params = inspect.signature(self.func).parameters
+        except (TypeError, ValueError):
+            return
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        for key in kwargs:
+            if key not in params:
+                raise TaskDefinitionError(
+                    f"{_where(name, self.dag)}: {_default_name(self.func)}() has no parameter "
+                    f"{key!r}.{suggest(key, params)}"
+                )
+
+    def __repr__(self) -> str:
+        return f"TaskTemplate({_default_name(self.func)}, dag={self.dag!r})"
+
+
+_TASK_OPTIONS = frozenset(
+    {
+        "deps",
+        "timeout_s",
+        "retries",
+        "retain_result",
+        "retry_delay_s",
+        "retry_backoff",
+        "retry_jitter",
+        "retry_on",
+    }
+)
+
+
+def task_template(
+    func: Callable[..., Any],
+    *,
+    registry: TaskRegistry | None = None,
+    dag: str | None = None,
+    **options: Any,
+) -> TaskTemplate:
+    """Global ``task_template``: registers into ``registry=`` or the active registry."""
+    target = _global_registry(registry)()
+    return target.task_template(func, dag=dag, **options)
