@@ -337,11 +337,17 @@ class Config:
     full: bool
     json_path: str | None = None
     pin_cpu: int | None = None
+    timeout: float = 600.0
     skipped: list[str] = field(default_factory=list)
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+async def flowrun_with_timeout(cfg: Config, graph: Graph, kind: str) -> float:
+    coro = time_flowrun(graph, kind, cfg.max_parallel, cfg.max_workers)
+    return await asyncio.wait_for(coro, cfg.timeout)  # timing is taken inside, unaffected
 
 
 def run_case(cfg: Config, shape: str, n: int, kind: str) -> CaseResult:
@@ -353,7 +359,7 @@ def run_case(cfg: Config, shape: str, n: int, kind: str) -> CaseResult:
         msg = f"  [{shape:7s} n={n:>6d} {kind:5s} rep {rep + 1}/{cfg.repeat}] baseline {b:8.3f}s"
         if not cfg.baseline_only and res.error is None:
             try:
-                f = asyncio.run(time_flowrun(graph, kind, cfg.max_parallel, cfg.max_workers))
+                f = asyncio.run(flowrun_with_timeout(cfg, graph, kind))
                 res.flowrun_runs_s.append(f)
                 msg += f"  flowrun {f:8.3f}s"
             except Exception:
@@ -429,7 +435,7 @@ def warm_up(cfg: Config) -> None:
         asyncio.run(time_baseline(graph, kind, cfg.max_parallel, cfg.max_workers))
         if not cfg.baseline_only:
             try:
-                asyncio.run(time_flowrun(graph, kind, cfg.max_parallel, cfg.max_workers))
+                asyncio.run(flowrun_with_timeout(cfg, graph, kind))
             except Exception as exc:  # the real cases report the full traceback
                 log(f"warm-up: flowrun {kind} run failed: {exc!r}")
 
@@ -528,6 +534,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help="pin the process (and its worker threads) to CPU N; makes sync timings far "
         "less noisy on VMs where cross-CPU thread wake-ups are slow (Linux only)",
     )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="fail a single flowrun measurement (registration + run) after this long",
+    )
     p.add_argument("--json", metavar="PATH", default=None, help="write results as JSON")
     ns = p.parse_args(argv)
 
@@ -558,6 +571,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         full=ns.full,
         json_path=ns.json,
         pin_cpu=ns.pin_cpu,
+        timeout=ns.timeout,
     )
     return cfg
 

@@ -157,4 +157,7 @@ def _find_cycle(tasks: Mapping[str, TaskSpec], waiting: Mapping[str, int]) -> li
         node = next(dep for dep in tasks[node].deps if dep in stuck)
     cycle = path[position[node] :]
     cycle.reverse()  # walked child -> parent; report upstream -> downstream
+    rank = {name: i for i, name in enumerate(tasks)}
+    first = min(range(len(cycle)), key=lambda i: rank[cycle[i]])
+    cycle = cycle[first:] + cycle[:first]  # start at the earliest-registered task
     return [*cycle, cycle[0]]
