@@ -26,8 +26,7 @@ flowrun and baseline, and the best time of each is kept.
 
 Usage:
   python benchmarks/bench_scheduler.py --quick
-  python benchmarks/bench_scheduler.py                 # 1k, 10k, 100k (100k sync skipped)
-  python benchmarks/bench_scheduler.py --full          # also 100k sync
+  python benchmarks/bench_scheduler.py                 # 1k, 10k, 100k (~3 min on 2 cores)
   python benchmarks/bench_scheduler.py --baseline-only --quick
 """
 
@@ -61,8 +60,6 @@ SHAPES: tuple[str, ...] = ("chain", "fanout", "layered")
 KINDS: tuple[str, ...] = ("async", "sync")
 DEFAULT_SIZES: tuple[int, ...] = (1_000, 10_000, 100_000)
 QUICK_SIZES: tuple[int, ...] = (1_000, 10_000)
-BIG_SYNC_THRESHOLD = 100_000
-"""Sync cases at or above this size are skipped unless ``--full`` (default-run time budget)."""
 
 # Targets printed beside the results.
 ASYNC_LAYERED_TARGET_N = 10_000
@@ -334,11 +331,9 @@ class Config:
     seed: int
     layer_width: int
     baseline_only: bool
-    full: bool
     json_path: str | None = None
     pin_cpu: int | None = None
     timeout: float = 600.0
-    skipped: list[str] = field(default_factory=list)
 
 
 def log(msg: str) -> None:
@@ -497,11 +492,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     )
     p.add_argument("--quick", action="store_true", help="only 1k and 10k tasks")
     p.add_argument(
-        "--full",
-        action="store_true",
-        help=f"also run sync cases with n >= {BIG_SYNC_THRESHOLD} (slow)",
-    )
-    p.add_argument(
         "--shapes",
         type=_csv,
         default=list(SHAPES),
@@ -568,7 +558,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         seed=ns.seed,
         layer_width=ns.layer_width,
         baseline_only=ns.baseline_only,
-        full=ns.full,
         json_path=ns.json,
         pin_cpu=ns.pin_cpu,
         timeout=ns.timeout,
@@ -609,9 +598,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kind in cfg.kinds:
         for shape in cfg.shapes:
             for n in cfg.sizes:
-                if kind == "sync" and n >= BIG_SYNC_THRESHOLD and not cfg.full:
-                    cfg.skipped.append(f"{shape}/{n}/{kind}")
-                    continue
                 results.append(run_case(cfg, shape, n, kind))
     wall = time.perf_counter() - t_start
 
@@ -624,11 +610,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{ASYNC_LAYERED_TARGET_RATIO}; sync ratio <= {SYNC_TARGET_RATIO}; "
         f"100k/10k cost ratio <= 12x"
     )
-    if cfg.skipped:
-        print(
-            f"skipped (sync, n >= {BIG_SYNC_THRESHOLD}; pass --full to run them): "
-            + ", ".join(cfg.skipped)
-        )
     errors = [r for r in results if r.error is not None]
     if errors:
         print(f"\n{len(errors)} case(s) failed in flowrun:")

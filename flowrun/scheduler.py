@@ -107,13 +107,20 @@ class Run:
         self.completed: list[Attempt] = []
         self.events: list[HookEvent] = []
         self.waiter: asyncio.Future[None] | None = None
+        self.poked = False  # woken (retry due, slot granted) while not waiting
         self.wants_slot = False
         self.granted = 0
         self.failed_any = False
         self.closed = False
+        # Decided once per run so the per-task path skips work nobody asked for.
+        self.want_start = hooks.wants(TaskStartEvent)
+        self.want_success = hooks.wants(TaskSuccessEvent)
+        self.log_info = logger.isEnabledFor(logging.INFO)
+        self.log_debug = logger.isEnabledFor(logging.DEBUG)
 
     # -- called from callbacks -----------------------------------------------------------
     def wake(self) -> None:
+        self.poked = True
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -187,7 +194,7 @@ class Run:
         while True:
             if self.events:
                 await self._emit()
-            if not self.completed:
+            if not self.completed and not self.poked:
                 if not (self.running or self.ready or self.sleeping):
                     return
                 self.waiter = loop.create_future()
@@ -195,6 +202,7 @@ class Run:
                     await self.waiter
                 finally:
                     self.waiter = None
+            self.poked = False
             batch, self.completed = self.completed, []
             for attempt in batch:
                 self._handle(attempt)
@@ -238,11 +246,11 @@ class Run:
             args, kwargs = plan.build(context, self.results, self.dag.parents[name])
         else:
             args, kwargs = [], {}
-        if self.hooks.wants(TaskStartEvent):
+        if self.want_start:
             self.events.append(
                 TaskStartEvent(self.run_id, self.dag.name, name, number, spec.max_attempts)
             )
-        if self.logger.isEnabledFor(logging.DEBUG):
+        if self.log_debug:
             self.logger.debug(
                 "launching task %r attempt %d/%d of run %s (%s)",
                 name,
@@ -285,15 +293,19 @@ class Run:
     def _succeeded(self, attempt: Attempt, result: Any, finished: float, duration: float) -> None:
         spec = attempt.spec
         name = spec.name
-        self.store.mark_success(
-            self.run_id, name, attempt.start_wall, finished, result, spec.retain_result
-        )
+        try:
+            self.store.mark_success(
+                self.run_id, name, attempt.start_wall, finished, result, spec.retain_result
+            )
+        except Exception as error:  # e.g. a result the store's serializer cannot encode
+            self._failed_for_good(attempt, error, finished, duration)
+            return
         self.status[name] = SUCCESS
-        if self.hooks.wants(TaskSuccessEvent):
+        if self.want_success:
             self.events.append(
                 TaskSuccessEvent(self.run_id, self.dag.name, name, attempt.number, duration, result)
             )
-        if self.logger.isEnabledFor(logging.INFO):
+        if self.log_info:
             self.logger.info(
                 "task %r succeeded (attempt %d, %.3fs)", name, attempt.number, duration
             )
@@ -365,11 +377,15 @@ class Run:
             self.ready.append((name, nxt))
 
     async def _ready_after(self, name: str, number: int, delay: float) -> None:
-        await self.clock.sleep(delay)
+        try:
+            await self.clock.sleep(delay)
+        except Exception:  # a broken clock must not strand the task: retry it now
+            self.logger.exception("clock.sleep(%r) failed; retrying task %r now", delay, name)
+        finally:
+            current = asyncio.current_task()
+            if current is not None:
+                self.sleeping.discard(current)
         self.ready.append((name, number))
-        current = asyncio.current_task()
-        if current is not None:
-            self.sleeping.discard(current)
         self.wake()
 
     def _failed_for_good(
