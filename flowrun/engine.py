@@ -91,7 +91,6 @@ class Engine:
     def task(
         self,
         name: str | None = None,
-        /,
         *,
         dag: str | None = None,
         deps: Sequence[str | Callable[..., Any]] | None = None,
@@ -104,9 +103,9 @@ class Engine:
         retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
     ) -> Callable[[F], F]: ...
 
-    def task(self, name_or_func: Any = None, /, **options: Any) -> Any:
+    def task(self, name: Any = None, **options: Any) -> Any:
         """Register a task in this engine: ``@engine.task``, ``@engine.task(name=..., ...)``."""
-        return self.registry.task(name_or_func, **options)
+        return self.registry.task(name, **options)
 
     def task_template(
         self, func: Callable[..., Any], *, dag: str | None = None, **options: Any
@@ -333,7 +332,6 @@ class DagScope:
     def task(
         self,
         name: str | None = None,
-        /,
         *,
         deps: Sequence[str | Callable[..., Any]] | None = None,
         timeout_s: float | None = None,
@@ -345,12 +343,12 @@ class DagScope:
         retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
     ) -> Callable[[F], F]: ...
 
-    def task(self, name_or_func: Any = None, /, **options: Any) -> Any:
+    def task(self, name: Any = None, **options: Any) -> Any:
         if "dag" in options:
             raise TypeError(
                 f"DAG scope {self.name!r} sets dag= itself; use engine.task(dag=...) instead"
             )
-        return self.engine.registry.task(name_or_func, dag=self.name, **options)
+        return self.engine.registry.task(name, dag=self.name, **options)
 
     def task_template(self, func: Callable[..., Any], **options: Any) -> TaskTemplate:
         return self.engine.registry.task_template(func, dag=self.name, **options)

@@ -132,7 +132,7 @@ class Attempt:
                 self.start_wall = clock.time()
                 self.start_mono = clock.monotonic()
                 future = loop.run_in_executor(
-                    executor, functools.partial(spec.func, *args, **kwargs)
+                    executor, functools.partial(call_sync_task, spec.name, spec.func, args, kwargs)
                 )
                 if spec.timeout_s is not None:
                     self.timer = loop.call_later(spec.timeout_s, self.time_out)
@@ -160,13 +160,20 @@ def _run_sync(
         if attempt.context is not None:
             attempt.context.set_deadline(start + timeout)
         attempt.run.loop.call_soon_threadsafe(attempt.on_thread_start)
+    return call_sync_task(attempt.spec.name, func, args, kwargs)
+
+
+def call_sync_task(
+    name: str, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+) -> Any:
+    """Call a sync task where it runs (thread, process, cluster); module-level so it pickles."""
     result = func(*args, **kwargs)
     if inspect.isawaitable(result):
         close = getattr(result, "close", None)
         if close is not None:
             close()  # avoid "coroutine was never awaited"
         raise TypeError(
-            f"task {attempt.spec.name!r} is a sync function that returned an awaitable "
+            f"task {name!r} is a sync function that returned an awaitable "
             f"({type(result).__name__}); declare it 'async def' so the engine awaits it"
         )
     return result

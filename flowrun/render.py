@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from .dag import DAG
 
 __all__ = ["FORMATS", "render_dag"]
@@ -46,11 +44,16 @@ def _mermaid(dag: DAG) -> str:
 
 
 def _dot(dag: DAG) -> str:
-    lines = [f"digraph {json.dumps(dag.name)} {{", "    rankdir=LR;"]
+    lines = [f"digraph {_quote(dag.name)} {{", "    rankdir=LR;"]
     for name in dag.order:
-        lines.append(f"    {json.dumps(name)};")
+        lines.append(f"    {_quote(name)};")
     for name in dag.order:
         for parent in dag.parents[name]:
-            lines.append(f"    {json.dumps(parent)} -> {json.dumps(name)};")
+            lines.append(f"    {_quote(parent)} -> {_quote(name)};")
     lines.append("}")
     return "\n".join(lines)
+
+
+def _quote(name: str) -> str:
+    """A DOT string literal; UTF-8 stays as is (Graphviz reads UTF-8, not \\u escapes)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import Clock
 from .context import RunContext
 from .dag import DAG
+from .errors import TaskTimeoutError
 from .executor import Attempt, EscalatedError
 from .hooks import (
     DagEndEvent,
@@ -315,7 +316,10 @@ class Run:
                 self.results[name] = result
             waiting = self.waiting
             for child in children:
-                left = waiting[child] - 1
+                left = waiting.get(child)
+                if left is None:
+                    continue  # kept from the resumed run: it does not wait
+                left -= 1
                 waiting[child] = left
                 if left == 0:
                     self.ready.append((child, 1))
@@ -358,7 +362,7 @@ class Run:
                     text,
                 )
             )
-        level = logging.WARNING if attempt.timed_out else logging.INFO
+        level = logging.WARNING if isinstance(error, TaskTimeoutError) else logging.INFO
         if self.logger.isEnabledFor(level):
             self.logger.log(
                 level,

@@ -12,6 +12,7 @@ import functools
 import inspect
 import math
 import re
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -137,7 +138,11 @@ def _check_options(
         raise TaskDefinitionError(
             f"'retry_jitter' must be between 0 and 1 (got {retry_jitter!r}) for {where}"
         )
-    kinds = (retry_on,) if isinstance(retry_on, type) else tuple(retry_on)
+    kinds: tuple[Any, ...]
+    try:
+        kinds = (retry_on,) if isinstance(retry_on, type) else tuple(retry_on)
+    except TypeError:  # one exception instance or another non-iterable: reported below
+        kinds = (retry_on,)
     for kind in kinds:
         if not (isinstance(kind, type) and issubclass(kind, BaseException)):
             raise TaskDefinitionError(
@@ -146,46 +151,54 @@ def _check_options(
     return kinds
 
 
+def _unwrap(func: Any) -> Any:
+    """The callable a task really calls: partials unwrapped, objects' ``__call__``."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if not inspect.isroutine(func) and not isinstance(func, type):
+        func = getattr(type(func), "__call__", func)  # noqa: B004
+    return func
+
+
 def _async_kind(func: Callable[..., Any]) -> tuple[bool, str | None]:
     """(is async, reason it cannot be a task)."""
-    call = func if inspect.isroutine(func) or isinstance(func, functools.partial) else None
-    candidates: list[Any] = [func]
-    if call is None:
-        candidates.append(getattr(type(func), "__call__", None))  # noqa: B004
-    for candidate in candidates:
-        if candidate is None:
-            continue
-        if inspect.isasyncgenfunction(candidate):
-            return False, "is an async generator function; a task must return its result"
-        if inspect.isgeneratorfunction(candidate):
-            return False, "is a generator function; a task must return its result (use a list)"
-        if inspect.iscoroutinefunction(candidate):
-            return True, None
-    return False, None
+    target = _unwrap(func)
+    if inspect.isasyncgenfunction(target):
+        return False, "is an async generator function; a task must return its result"
+    if inspect.isgeneratorfunction(target):
+        return False, "is a generator function; a task must return its result (use a list)"
+    return inspect.iscoroutinefunction(target), None
 
 
-_CONTEXT_NAME = re.compile(r"(^|[^\w.])(\w+\.)*RunContext\b")
+_CONTEXT_TEXT = re.compile(r"(?:[\w.]+\.)?RunContext(?:\[.*\])?")
+_OPTIONAL_TEXT = re.compile(r"(?:[\w.]+\.)?Optional\[(.*)\]")
 
 
 def _is_context_annotation(annotation: Any) -> bool:
+    """``RunContext``, ``RunContext[D]``, optionally ``| None`` / ``Optional[...]``."""
     if annotation is inspect.Parameter.empty:
         return False
     if isinstance(annotation, str):
-        return bool(_CONTEXT_NAME.search(annotation))
+        text = annotation.strip()
+        optional = _OPTIONAL_TEXT.fullmatch(text)
+        if optional:
+            text = optional.group(1).strip()
+        parts = [part.strip() for part in text.split("|")]
+        found = [p for p in parts if p != "None"]
+        return len(found) == 1 and _CONTEXT_TEXT.fullmatch(found[0]) is not None
     if isinstance(annotation, type) and issubclass(annotation, RunContext):
         return True
     origin = typing.get_origin(annotation)
     if isinstance(origin, type) and issubclass(origin, RunContext):
         return True
-    return any(_is_context_annotation(arg) for arg in typing.get_args(annotation))
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(args) == 1 and _is_context_annotation(args[0])
+    return False
 
 
 def _annotations(func: Callable[..., Any]) -> dict[str, Any]:
-    target: Any = func
-    while isinstance(target, functools.partial):
-        target = target.func
-    if not inspect.isroutine(target):
-        target = getattr(type(target), "__call__", target)  # noqa: B004
+    target = _unwrap(func)
     try:
         return typing.get_type_hints(target)
     except Exception:  # unresolvable string annotations: fall back to the raw strings
@@ -352,8 +365,11 @@ class TaskRegistry:
             )
         return chosen[0].name
 
-    def register(self, spec: TaskSpec) -> None:
-        """Add a spec; a second task of the same name in one DAG is an error."""
+    def register(self, spec: TaskSpec, *, source: Callable[..., Any] | None = None) -> None:
+        """Add a spec; a second task of the same name in one DAG is an error.
+
+        ``source`` is the function a template bound, so it can name the task as a dependency.
+        """
         tasks = self._dags.setdefault(spec.dag, {})
         if spec.name in tasks:
             raise DuplicateTaskError(
@@ -361,11 +377,12 @@ class TaskRegistry:
                 f"by {_qualname(tasks[spec.name].func)}, now by {_qualname(spec.func)}"
             )
         tasks[spec.name] = spec
-        entry = self._by_func.get(id(spec.func))
-        if entry is None or entry[0] is not spec.func:
-            entry = (spec.func, [])
-            self._by_func[id(spec.func)] = entry
-        entry[1].append(spec)
+        for func in (spec.func, source) if source is not None else (spec.func,):
+            entry = self._by_func.get(id(func))
+            if entry is None or entry[0] is not func:
+                entry = (func, [])
+                self._by_func[id(func)] = entry
+            entry[1].append(spec)
         self._version += 1
 
     def unregister(self, dag: str, name: str) -> TaskSpec:
@@ -376,9 +393,9 @@ class TaskRegistry:
             raise KeyError(f"DAG {dag!r} has no task {name!r}") from None
         if not self._dags[dag]:
             del self._dags[dag]
-        entry = self._by_func.get(id(spec.func))
-        if entry is not None and spec in entry[1]:
-            entry[1].remove(spec)
+        for entry in self._by_func.values():
+            if spec in entry[1]:
+                entry[1].remove(spec)
         self._version += 1
         return spec
 
@@ -421,11 +438,7 @@ class TaskRegistry:
                 f"'deps' must be a list of task names or task functions (got {deps!r}) for "
                 f"{_where(task_name, dag)}; write deps=[{deps!r}]"
             )
-        names: list[str] = []
-        for dep in deps:
-            resolved = self.resolve_dep(dep, dag_name, task_name)
-            if resolved not in names:
-                names.append(resolved)
+        names = list(dict.fromkeys(self.resolve_dep(d, dag_name, task_name) for d in deps))
         if not isinstance(retain_result, bool):
             raise TaskDefinitionError(
                 f"'retain_result' must be True or False (got {retain_result!r}) for "
@@ -456,7 +469,6 @@ class TaskRegistry:
     def task(
         self,
         name: str | None = None,
-        /,
         *,
         dag: str | None = None,
         deps: Sequence[str | Callable[..., Any]] | None = None,
@@ -469,12 +481,12 @@ class TaskRegistry:
         retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
     ) -> Callable[[F], F]: ...
 
-    def task(self, name_or_func: Any = None, /, **options: Any) -> Any:
+    def task(self, name: Any = None, **options: Any) -> Any:
         """Register a task: ``@registry.task``, ``@registry.task(...)``, ``@registry.task("n")``.
 
         Returns the original function unchanged, so it stays callable and picklable.
         """
-        return _decorate(lambda: self, name_or_func, options)
+        return _decorate(lambda: self, name, options)
 
     def task_template(
         self, func: Callable[..., Any], *, dag: str | None = None, **options: Any
@@ -497,24 +509,16 @@ def _qualname(func: Callable[..., Any]) -> str:
     return f"{module}.{getattr(target, '__qualname__', _default_name(target))}"
 
 
-def _decorate(
-    get_registry: Callable[[], TaskRegistry], name_or_func: Any, options: dict[str, Any]
-) -> Any:
-    name = options.pop("name", None)
-    if callable(name_or_func) and not isinstance(name_or_func, str):
+def _decorate(get_registry: Callable[[], TaskRegistry], name: Any, options: dict[str, Any]) -> Any:
+    """Shared by every ``task`` decorator: ``name`` is the function itself for a bare ``@task``."""
+    if callable(name) and not isinstance(name, str):
         registry = get_registry()
-        registry.register(registry.build_spec(name_or_func, name=name, **options))
-        return name_or_func
-    if name_or_func is not None:
-        if not isinstance(name_or_func, str):
-            raise TaskDefinitionError(
-                f"@task takes a function or a task name, got {type(name_or_func).__name__}"
-            )
-        if name is not None and name != name_or_func:
-            raise TaskDefinitionError(
-                f"@task got two names: {name_or_func!r} and name={name!r}; give one"
-            )
-        name = name_or_func
+        registry.register(registry.build_spec(name, **options))
+        return name
+    if name is not None and not isinstance(name, str):
+        raise TaskDefinitionError(
+            f"@task takes a function or a task name, got {type(name).__name__}: {name!r}"
+        )
 
     def decorator(func: F) -> F:
         registry = get_registry()
@@ -544,7 +548,6 @@ def task(func: F, /) -> F: ...
 @overload
 def task(
     name: str | None = None,
-    /,
     *,
     registry: TaskRegistry | None = None,
     dag: str | None = None,
@@ -559,7 +562,7 @@ def task(
 ) -> Callable[[F], F]: ...
 
 
-def task(name_or_func: Any = None, /, **options: Any) -> Any:
+def task(name: Any = None, **options: Any) -> Any:
     """The global decorator: ``@task``, ``@task(...)`` and ``@task("name", ...)``.
 
     Registers into ``registry=`` or into the registry made current by ``activate()``; the
@@ -568,7 +571,7 @@ def task(name_or_func: Any = None, /, **options: Any) -> Any:
     registry = options.pop("registry", None)
     if registry is not None and not isinstance(registry, TaskRegistry):
         raise TypeError(f"registry= must be a TaskRegistry, got {type(registry).__name__}")
-    return _decorate(_global_registry(registry), name_or_func, options)
+    return _decorate(_global_registry(registry), name, options)
 
 
 class TaskTemplate:
@@ -607,7 +610,7 @@ class TaskTemplate:
         self._check_kwargs(name, call_kwargs)
         bound = functools.partial(self.func, **call_kwargs)
         self._registry.register(
-            self._registry.build_spec(bound, name=name, dag=self.dag, **options)
+            self._registry.build_spec(bound, name=name, dag=self.dag, **options), source=self.func
         )
         return bound
 
