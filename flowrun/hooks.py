@@ -121,25 +121,25 @@ class RunHook:
     """Subclass and override the methods you need; each may be sync or ``async def``."""
 
     def on_dag_start(self, event: DagStartEvent) -> Any:
-        return None
+        """A run started; ``event.task_names`` lists the tasks it covers."""
 
     def on_dag_end(self, event: DagEndEvent) -> Any:
-        return None
+        """A run is final; ``event.status`` is SUCCESS or FAILED."""
 
     def on_task_start(self, event: TaskStartEvent) -> Any:
-        return None
+        """An attempt was launched."""
 
     def on_task_success(self, event: TaskSuccessEvent) -> Any:
-        return None
+        """An attempt succeeded; ``event.result`` is its return value."""
 
     def on_task_failure(self, event: TaskFailureEvent) -> Any:
-        return None
+        """The task failed for good (retries exhausted or not retryable)."""
 
     def on_task_retry(self, event: TaskRetryEvent) -> Any:
-        return None
+        """An attempt failed; attempt ``event.next_attempt`` follows after ``delay_s``."""
 
     def on_task_skip(self, event: TaskSkipEvent) -> Any:
-        return None
+        """The task will not run: ``event.reason`` names the failed upstream task."""
 
 
 Handler = Callable[[Any], Any]

@@ -34,14 +34,11 @@ def build_report(run: RunRecord) -> dict[str, Any]:
             "result": rec.result,
             "traceback": rec.traceback,
         }
-    status = run.status
-    if status == RUNNING and run.finished_at is not None:  # defensive: never report RUNNING late
-        status = run_status(t["status"] for t in tasks.values())
     return {
         "run_id": run.run_id,
         "dag_name": run.dag_name,
         "created_at": run.created_at,
         "finished_at": run.finished_at,
-        "status": status,
+        "status": run.status,
         "tasks": tasks,
     }

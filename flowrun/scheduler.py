@@ -34,6 +34,7 @@ from .hooks import (
     TaskStartEvent,
     TaskSuccessEvent,
 )
+from .report import run_status
 from .state.protocol import StateStoreProtocol
 from .state.records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
 
@@ -111,7 +112,6 @@ class Run:
         self.poked = False  # woken (retry due, slot granted) while not waiting
         self.wants_slot = False
         self.granted = 0
-        self.failed_any = False
         self.closed = False
         # Decided once per run so the per-task path skips work nobody asked for.
         self.want_start = hooks.wants(TaskStartEvent)
@@ -143,7 +143,7 @@ class Run:
         except BaseException as exc:
             await self._abort(exc, started)
             raise
-        status = FAILED if self.failed_any else SUCCESS
+        status = run_status(self.status.values())
         await self._finish(status, started)
         return self.run_id
 
@@ -400,7 +400,6 @@ class Run:
         text, trace = _describe(error)
         self.store.mark_failed(self.run_id, name, attempt.start_wall, finished, text, trace)
         self.status[name] = FAILED
-        self.failed_any = True
         if self.hooks.wants(TaskFailureEvent):
             self.events.append(
                 TaskFailureEvent(
