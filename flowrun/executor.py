@@ -80,7 +80,10 @@ class Attempt:
         self.run.attempt_done(self)
 
     def time_out(self) -> None:
-        """The attempt ran past its timeout: fail it now, whatever the function still does."""
+        """A sync attempt ran past its timeout: fail it now, whatever its thread still does.
+
+        (Async attempts time out inside their own coroutine, through ``asyncio.timeout``.)
+        """
         self.timer = None
         if self.finished:
             return
@@ -88,8 +91,6 @@ class Attempt:
         self.finished = True
         if self.context is not None:
             self.context.cancel()
-        if self.future is not None and self.spec.is_async:
-            self.future.cancel()
         self.run.attempt_done(self)
 
     def on_thread_start(self) -> None:

@@ -112,7 +112,6 @@ class Run:
         self.poked = False  # woken (retry due, slot granted) while not waiting
         self.wants_slot = False
         self.granted = 0
-        self.closed = False
         # Decided once per run so the per-task path skips work nobody asked for.
         self.want_start = hooks.wants(TaskStartEvent)
         self.want_success = hooks.wants(TaskSuccessEvent)
@@ -127,8 +126,6 @@ class Run:
             waiter.set_result(None)
 
     def attempt_done(self, attempt: Attempt) -> None:
-        if self.closed:
-            return
         self.completed.append(attempt)
         self.wake()
 
@@ -444,7 +441,6 @@ class Run:
                 self.logger.info("task %r skipped: %s", child, reason)
 
     async def _finish(self, status: str, started: float) -> None:
-        self.closed = True
         self.store.finish_run(self.run_id, status, self.clock.time())
         self.store.flush()
         duration = self.clock.monotonic() - started
@@ -457,7 +453,6 @@ class Run:
     async def _abort(self, exc: BaseException, started: float) -> None:
         """Finalize after a BaseException (cancellation, KeyboardInterrupt...) before it
         propagates: in-flight attempts FAILED, pending tasks SKIPPED, the run FAILED."""
-        self.closed = True
         what = (
             "run cancelled"
             if isinstance(exc, asyncio.CancelledError)
@@ -493,7 +488,9 @@ class Run:
                 )
                 self.status[name] = SUCCESS
                 continue
-            attempt.finished = True
+            attempt.finished = True  # its late outcome, if any, is discarded
+            if attempt.timer is not None:
+                attempt.timer.cancel()
             if attempt.context is not None:
                 attempt.context.cancel()
             if future is not None and not future.done():

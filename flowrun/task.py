@@ -318,6 +318,13 @@ class TaskRegistry:
             s.scoped for s in self._dags[DEFAULT_DAG].values()
         )
 
+    def __contains__(self, key: object) -> bool:
+        """``(dag, name) in registry``."""
+        if isinstance(key, tuple) and len(key) == 2:
+            dag, name = key
+            return name in self._dags.get(dag, {})
+        return False
+
     def __len__(self) -> int:
         return sum(len(tasks) for tasks in self._dags.values())
 
@@ -493,12 +500,6 @@ class TaskRegistry:
     ) -> TaskTemplate:
         """A function to register several times with different bound arguments."""
         return TaskTemplate(self, func, dag, options)
-
-    def __contains__(self, key: object) -> bool:
-        if isinstance(key, tuple) and len(key) == 2:
-            dag, name = key
-            return name in self._dags.get(dag, {})
-        return False
 
 
 def _qualname(func: Callable[..., Any]) -> str:
