@@ -117,7 +117,6 @@ class Attempt:
         clock = run.clock
         try:
             if spec.is_async:
-                self.start_wall = clock.time()
                 self.start_mono = clock.monotonic()
                 if spec.timeout_s is not None and self.context is not None:
                     self.context.set_deadline(self.start_mono + spec.timeout_s)
@@ -130,7 +129,6 @@ class Attempt:
                     executor, ctx.run, _run_sync, self, clock, spec.func, args, kwargs
                 )
             else:  # other executors (processes, Dask) need a picklable callable
-                self.start_wall = clock.time()
                 self.start_mono = clock.monotonic()
                 future = loop.run_in_executor(
                     executor, functools.partial(call_sync_task, spec.name, spec.func, args, kwargs)
@@ -138,7 +136,6 @@ class Attempt:
                 if spec.timeout_s is not None:
                     self.timer = loop.call_later(spec.timeout_s, self.time_out)
         except Exception as exc:  # e.g. an executor already shut down: the attempt fails
-            self.start_wall = clock.time()
             self.start_mono = clock.monotonic()
             future = loop.create_future()
             future.set_exception(exc)

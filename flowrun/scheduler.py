@@ -87,6 +87,10 @@ class Run:
     ) -> None:
         self.run_id = run_id
         self.dag = dag
+        self.dag_name = dag.name
+        self.specs = dag.specs
+        self.parents = dag.parents
+        self.children = dag.children
         self.context = context if context is not None else RunContext(None)
         self.store = store
         self.clock = clock
@@ -135,7 +139,7 @@ class Run:
         self._create()
         try:
             if self.hooks.wants(DagStartEvent):
-                await self.hooks.emit(DagStartEvent(self.run_id, self.dag.name, self.dag.order))
+                await self.hooks.emit(DagStartEvent(self.run_id, self.dag_name, self.dag.order))
             await self._drive()
         except BaseException as exc:
             await self._abort(exc, started)
@@ -230,23 +234,23 @@ class Run:
             self._launch(name, number)
 
     def _launch(self, name: str, number: int) -> None:
-        spec = self.dag.specs[name]
-        store = self.store
-        store.mark_running(self.run_id, name, number, self.clock.time())
+        spec = self.specs[name]
+        now = self.clock.time()
+        self.store.mark_running(self.run_id, name, number, now)
         self.status[name] = RUNNING
         plan = spec.plan
         context = None
         if plan.wants_context:
-            context = self.context.for_attempt(self.run_id, self.dag.name, name, number, self.clock)
+            context = self.context.for_attempt(self.run_id, self.dag_name, name, number, self.clock)
         attempt = Attempt(self, spec, number, context)
         self.running.add(attempt)
         if plan.params:
-            args, kwargs = plan.build(context, self.results, self.dag.parents[name])
+            args, kwargs = plan.build(context, self.results, self.parents[name])
         else:
-            args, kwargs = [], {}
+            args, kwargs = _NO_ARGS, _NO_KWARGS
         if self.want_start:
             self.events.append(
-                TaskStartEvent(self.run_id, self.dag.name, name, number, spec.max_attempts)
+                TaskStartEvent(self.run_id, self.dag_name, name, number, spec.max_attempts)
             )
         if self.log_debug:
             self.logger.debug(
@@ -257,7 +261,8 @@ class Run:
                 self.run_id,
                 "async" if spec.is_async else "sync",
             )
-        attempt.start(args, kwargs, self._get_executor() if not spec.is_async else _NO_EXECUTOR)
+        attempt.start_wall = now  # sync attempts on threads overwrite it when they really start
+        attempt.start(args, kwargs, _NO_EXECUTOR if spec.is_async else self._get_executor())
 
     def _handle(self, attempt: Attempt) -> None:
         self.running.discard(attempt)
@@ -301,13 +306,13 @@ class Run:
         self.status[name] = SUCCESS
         if self.want_success:
             self.events.append(
-                TaskSuccessEvent(self.run_id, self.dag.name, name, attempt.number, duration, result)
+                TaskSuccessEvent(self.run_id, self.dag_name, name, attempt.number, duration, result)
             )
         if self.log_info:
             self.logger.info(
                 "task %r succeeded (attempt %d, %.3fs)", name, attempt.number, duration
             )
-        children = self.dag.children[name]
+        children = self.children[name]
         if children:
             if name in self.consumers_left:
                 self.results[name] = result
@@ -325,7 +330,7 @@ class Run:
     def _consumed(self, name: str) -> None:
         """``name`` is finished for good: its parents' results may no longer be needed."""
         consumers_left = self.consumers_left
-        for parent in self.dag.parents[name]:
+        for parent in self.parents[name]:
             left = consumers_left.get(parent)
             if left is None:
                 continue
@@ -349,7 +354,7 @@ class Run:
             self.events.append(
                 TaskRetryEvent(
                     self.run_id,
-                    self.dag.name,
+                    self.dag_name,
                     name,
                     attempt.number,
                     nxt,
@@ -401,7 +406,7 @@ class Run:
             self.events.append(
                 TaskFailureEvent(
                     self.run_id,
-                    self.dag.name,
+                    self.dag_name,
                     name,
                     attempt.number,
                     spec.max_attempts,
@@ -417,14 +422,14 @@ class Run:
     def _skip_descendants(self, name: str, reason: str) -> None:
         status = self.status
         skipped: list[str] = []
-        stack = list(self.dag.children[name])
+        stack = list(self.children[name])
         while stack:
             child = stack.pop()
             if status[child] != PENDING:
                 continue  # already skipped through another failed ancestor
             status[child] = SKIPPED
             skipped.append(child)
-            stack.extend(self.dag.children[child])
+            stack.extend(self.children[child])
         if not skipped:
             return
         self._mark_skipped(skipped, reason)
@@ -436,7 +441,7 @@ class Run:
         for child in skipped:
             self._consumed(child)
             if wants_event:
-                self.events.append(TaskSkipEvent(self.run_id, self.dag.name, child, reason))
+                self.events.append(TaskSkipEvent(self.run_id, self.dag_name, child, reason))
             if log_info:
                 self.logger.info("task %r skipped: %s", child, reason)
 
@@ -445,9 +450,9 @@ class Run:
         self.store.flush()
         duration = self.clock.monotonic() - started
         log = self.logger.info if status == SUCCESS else self.logger.warning
-        log("run %s of DAG %r finished: %s in %.3fs", self.run_id, self.dag.name, status, duration)
+        log("run %s of DAG %r finished: %s in %.3fs", self.run_id, self.dag_name, status, duration)
         if self.hooks.wants(DagEndEvent):
-            self.events.append(DagEndEvent(self.run_id, self.dag.name, status, duration))
+            self.events.append(DagEndEvent(self.run_id, self.dag_name, status, duration))
         await self._emit()
 
     async def _abort(self, exc: BaseException, started: float) -> None:
@@ -516,7 +521,7 @@ class Run:
             self.limiter.release()
         self.wants_slot = False
         self.events = []
-        self.logger.warning("run %s of DAG %r: %s", self.run_id, self.dag.name, what)
+        self.logger.warning("run %s of DAG %r: %s", self.run_id, self.dag_name, what)
         try:
             await self._finish(FAILED, started)
         except BaseException:  # already propagating one exception; a hook must not mask it
@@ -528,6 +533,8 @@ class _NoExecutor(Executor):
 
 
 _NO_EXECUTOR = _NoExecutor()
+_NO_ARGS: list[Any] = []  # shared by calls without parameters; never mutated
+_NO_KWARGS: dict[str, Any] = {}
 
 
 def _describe(error: BaseException) -> tuple[str, str]:
