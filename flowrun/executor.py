@@ -84,9 +84,7 @@ class Attempt:
 
         (Async attempts time out inside their own coroutine, through ``asyncio.timeout``.)
         """
-        self.timer = None
-        if self.finished:
-            return
+        self.timer = None  # whoever finishes an attempt first cancels its timer
         self.timed_out = True
         self.finished = True
         if self.context is not None:

@@ -12,13 +12,10 @@ __all__ = ["build_report", "run_status"]
 
 def run_status(statuses: Iterable[str]) -> str:
     """FAILED if any task FAILED or was SKIPPED, SUCCESS if all succeeded, RUNNING otherwise."""
-    all_success = True
-    for status in statuses:
-        if status in (FAILED, SKIPPED):
-            return FAILED
-        if status != SUCCESS:
-            all_success = False
-    return SUCCESS if all_success else RUNNING
+    seen = set(statuses)
+    if FAILED in seen or SKIPPED in seen:
+        return FAILED
+    return SUCCESS if seen <= {SUCCESS} else RUNNING
 
 
 def build_report(run: RunRecord) -> dict[str, Any]:

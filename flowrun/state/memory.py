@@ -29,7 +29,7 @@ class InMemoryStateStore:
         except KeyError:
             if run_id not in self._runs:
                 raise UnknownRunError(run_id) from None
-            raise
+            raise KeyError(f"run {run_id!r} has no task {task!r}") from None
 
     def mark_running(self, run_id: str, task: str, attempt: int, started_at: float) -> None:
         rec = self._task(run_id, task)
@@ -94,11 +94,6 @@ class InMemoryStateStore:
             rec = self._task(run_id, task)
             rec.status = SKIPPED
             rec.error = reason
-
-    def clear_result(self, run_id: str, task: str) -> None:
-        rec = self._task(run_id, task)
-        rec.result = None
-        rec.has_result = False
 
     def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
         try:

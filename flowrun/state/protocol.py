@@ -65,10 +65,6 @@ class StateStoreProtocol(Protocol):
         """These tasks will not run because an upstream task failed."""
         ...
 
-    def clear_result(self, run_id: str, task: str) -> None:
-        """Drop a result nobody needs any more (``retain_result=False``)."""
-        ...
-
     def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
         """The run is over; ``status`` follows the run-status rules."""
         ...
