@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -16,13 +17,21 @@ from .context import RunContext
 from .dag import DAG, build_dag
 from .errors import UnknownDagError
 from .hooks import HookDispatcher, RunHook
+from .overrides import override_tasks
 from .render import render_dag
 from .report import build_report
 from .scheduler import Limiter, Run
 from .state.memory import InMemoryStateStore
 from .state.protocol import StateStoreProtocol
 from .state.records import SUCCESS, RunRecord, TaskRecord
-from .task import DEFAULT_DAG, INJECT_RESULT, INJECT_UPSTREAM, TaskRegistry, TaskTemplate
+from .task import (
+    DEFAULT_DAG,
+    INJECT_RESULT,
+    INJECT_UPSTREAM,
+    TaskRegistry,
+    TaskSpec,
+    TaskTemplate,
+)
 
 __all__ = ["DagScope", "Engine", "SchedulerConfig", "build_default_engine"]
 
@@ -118,6 +127,17 @@ class Engine:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a DAG name must be a non-empty string (got {name!r})")
         return DagScope(self, name)
+
+    def override(
+        self, dag_name: str, /, **funcs: Callable[..., Any]
+    ) -> AbstractContextManager[Mapping[str, TaskSpec]]:
+        """Run stubs instead of task functions inside a ``with`` block (tests, dry runs).
+
+        ``with engine.override("etl", extract=lambda: [...]):`` keeps each task's deps and
+        options and applies the same injection rules to the stub; the originals are back on
+        exit, even on error.
+        """
+        return override_tasks(self, dag_name, **funcs)
 
     # -- discovery and validation --------------------------------------------------------
     def list_dags(self) -> list[str]:

@@ -89,6 +89,10 @@ class Attempt:
         self.finished = True
         if self.context is not None:
             self.context.cancel()
+        if self.future is not None:
+            # Stop waiting for the thread: this cancels only the asyncio side (and the work
+            # if it never started); virtual-time loops then stop counting it as in flight.
+            self.future.cancel()
         self.run.attempt_done(self)
 
     def on_thread_start(self) -> None:

@@ -76,13 +76,5 @@ def _respec(registry: TaskRegistry, spec: TaskSpec, func: Callable[..., Any]) ->
 
 
 def _swap(registry: TaskRegistry, replacements: Mapping[tuple[str, str], TaskSpec]) -> None:
-    """Put ``replacements`` in place, keeping the order of DAGs and of tasks in each DAG.
-
-    The registry has no in-place replacement, so every spec is unregistered and registered
-    again in the original order: O(tasks), which is nothing next to a test run.
-    """
-    snapshot = [spec for tasks in registry.all_dags().values() for spec in tasks.values()]
-    for spec in reversed(snapshot):
-        registry.unregister(spec.dag, spec.name)
-    for spec in snapshot:
-        registry.register(replacements.get((spec.dag, spec.name), spec))
+    for spec in replacements.values():
+        registry.replace(spec)

@@ -392,6 +392,19 @@ class TaskRegistry:
             entry[1].append(spec)
         self._version += 1
 
+    def replace(self, spec: TaskSpec) -> TaskSpec:
+        """Put ``spec`` in place of the task of the same DAG and name (overrides); returns the
+        spec it replaced. The task keeps its position, so the DAG's order does not change."""
+        tasks = self._dags.get(spec.dag, {})
+        old = tasks.get(spec.name)
+        if old is None:
+            raise KeyError(f"DAG {spec.dag!r} has no task {spec.name!r}")
+        tasks[spec.name] = spec
+        for entry in self._by_func.values():
+            entry[1][:] = [spec if s is old else s for s in entry[1]]
+        self._version += 1
+        return old
+
     def unregister(self, dag: str, name: str) -> TaskSpec:
         """Remove a task (tests and overrides); returns its spec."""
         try:

@@ -25,7 +25,7 @@ import re
 import selectors
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 from .clock import Clock
 from .context import RunContext
@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 E = TypeVar("E")
 
 DEFAULT_EPOCH = 1_700_000_000.0
@@ -151,7 +152,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self.clock.monotonic()
 
     def run_in_executor(
-        self, executor: Executor | None, func: Callable[..., T], *args: Any
+        self, executor: Executor | None, func: Callable[[Unpack[Ts]], T], *args: *Ts
     ) -> asyncio.Future[T]:
         future = super().run_in_executor(executor, func, *args)
         self.executor_jobs += 1

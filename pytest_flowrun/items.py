@@ -1,0 +1,261 @@
+"""``pytest --flowrun``: a collector per DAG module and an item per DAG.
+
+Nothing of flowrun is imported at module level: the engine is loaded when a DAG module is.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr
+
+    from flowrun import Engine
+
+__all__ = [
+    "SETTINGS",
+    "DagFailure",
+    "DagImportErrorItem",
+    "DagItem",
+    "DagModule",
+    "NoDagFoundItem",
+    "Settings",
+    "matches",
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The plugin's configuration, from the command line and the ini file."""
+
+    collect: bool
+    run: bool
+    files: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (
+            f"flowrun: collect DAGs={'on' if self.collect else 'off (--flowrun)'}, "
+            f"run DAGs={'on' if self.run else 'off'}, flowrun_files={' '.join(self.files)}"
+        )
+
+
+SETTINGS = pytest.StashKey[Settings]()
+
+
+def matches(path: Path, patterns: Sequence[str]) -> bool:
+    """Like pytest's ``python_files`` globs: a pattern without ``/`` matches the file name, one
+    with ``/`` matches the end of the path (``dags/*.py`` matches ``any/where/dags/x.py``)."""
+    posix = path.as_posix()
+    for glob in patterns:
+        pattern = glob.replace(os.sep, "/")
+        if "/" in pattern:
+            if fnmatch.fnmatch(posix, pattern if pattern.startswith("*") else f"*/{pattern}"):
+                return True
+        elif fnmatch.fnmatch(path.name, pattern):
+            return True
+    return False
+
+
+class DagFailure(Exception):
+    """A DAG item failed; ``text`` is the whole rendering shown instead of a pytest traceback."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _unwrap(func: Any) -> Any:
+    while isinstance(func, functools.partial):
+        func = func.func
+    try:
+        return inspect.unwrap(func)
+    except ValueError:  # pragma: no cover - a __wrapped__ cycle
+        return func
+
+
+def _home_module(engine: Engine, dag: str) -> str | None:
+    """The module where the DAG's first task function is defined."""
+    for spec in engine.registry.tasks_of(dag).values():
+        return getattr(_unwrap(spec.func), "__module__", None)
+    return None
+
+
+class DagModule(pytest.Module):
+    """A file matching ``flowrun_files``: imported like a test module, one item per DAG."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            module = self.obj
+        except self.CollectError as exc:  # ImportError, SyntaxError: already formatted
+            yield DagImportErrorItem.from_parent(self, name="import", text=str(exc))
+            return
+        except (Exception, SystemExit) as exc:  # any error raised by the module's code
+            info = pytest.ExceptionInfo.from_exception(exc)
+            info.traceback = info.traceback.filter(
+                lambda entry: (
+                    "importlib" not in str(entry.path)
+                    and "_pytest" not in str(entry.path)
+                    and "pluggy" not in str(entry.path)
+                    and "pytest_flowrun" not in str(entry.path)
+                )
+            )
+            text = f"error while importing DAG module '{self.path}':\n" + str(
+                info.getrepr(style="short")
+            )
+            yield DagImportErrorItem.from_parent(self, name="import", text=text)
+            return
+        names: set[str] = set()
+        for attr, engine, dag in _dags_of(module, self.config.stash[SETTINGS].files):
+            name = dag if dag not in names else f"{dag}[{attr}]"
+            names.add(name)
+            item = DagItem.from_parent(self, name=name, engine=engine, dag_name=dag)
+            item.add_marker("flowrun")
+            yield item
+
+
+def _dags_of(module: ModuleType, patterns: Sequence[str]) -> Iterator[tuple[str, Engine, str]]:
+    """(attribute, engine, DAG) for every DAG of the module-level engines and DAG scopes whose
+    first task is defined in this module, or in a module that is not itself a DAG file."""
+    from flowrun import DagScope, Engine
+
+    seen: set[tuple[int, str]] = set()
+    for attr, value in list(vars(module).items()):
+        if isinstance(value, Engine):
+            pairs = [(value, dag) for dag in value.list_dags()]
+        elif isinstance(value, DagScope):
+            tasks = value.engine.registry.tasks_of(value.name)
+            pairs = [(value.engine, value.name)] if tasks else []
+        else:
+            continue
+        for engine, dag in pairs:
+            key = (id(engine), dag)
+            if key in seen:
+                continue
+            home = _home_module(engine, dag)
+            if home is not None and home != module.__name__:
+                other = sys.modules.get(home)
+                other_file = getattr(other, "__file__", None)
+                if other_file and matches(Path(other_file), patterns):
+                    continue  # collected with the module that defines it
+            seen.add(key)
+            yield attr, engine, dag
+
+
+class DagItem(pytest.Item):
+    """Validates one DAG and, with ``--flowrun-run``, runs it on virtual time."""
+
+    def __init__(self, *, engine: Engine, dag_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.engine = engine
+        self.dag_name = dag_name
+        self.report: dict[str, Any] | None = None
+
+    def runtest(self) -> None:
+        from flowrun import DagValidationError
+        from flowrun.testing import VirtualClock, format_report, run_dag
+
+        try:
+            self.engine.validate(self.dag_name)
+        except DagValidationError as exc:
+            raise DagFailure(self._invalid(exc)) from None
+        if not self.config.stash[SETTINGS].run:
+            return
+        context = self.ihook.pytest_flowrun_context(
+            dag_name=self.dag_name, engine=self.engine, config=self.config
+        )
+        report = run_dag(self.engine, self.dag_name, context=context, clock=VirtualClock())
+        self.report = report
+        if report["status"] != "SUCCESS":
+            text = format_report(report)
+            self.add_report_section("call", "flowrun report", text)
+            drawing = self.engine.display_dag(self.dag_name)
+            raise DagFailure(f"DAG {self.dag_name!r} did not succeed\n\n{text}\n\n{drawing}")
+
+    def _invalid(self, exc: Exception) -> str:
+        lines = [f"DAG {self.dag_name!r} is invalid: {exc}", "", "tasks:"]
+        for spec in self.engine.registry.tasks_of(self.dag_name).values():
+            deps = ", ".join(spec.deps) or "-"
+            lines.append(f"  {spec.name}  <- {deps}")
+        return "\n".join(lines)
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, DagFailure):
+            return excinfo.value.text
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
+        description = f"flowrun DAG {self.dag_name!r}"
+        for spec in self.engine.registry.tasks_of(self.dag_name).values():
+            func = _unwrap(spec.func)
+            try:
+                source = inspect.getsourcefile(func)
+                _, line = inspect.getsourcelines(func)
+            except (OSError, TypeError):
+                break
+            if source:
+                return source, line - 1, description
+            break
+        return self.path, None, description
+
+
+class DagImportErrorItem(pytest.Item):
+    """A DAG module that could not be imported: fails with the module's traceback."""
+
+    def __init__(self, *, text: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.text = text
+
+    def runtest(self) -> None:
+        raise DagFailure(self.text)
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, DagFailure):
+            return excinfo.value.text
+        return super().repr_failure(excinfo, style=style)  # pragma: no cover
+
+    def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
+        return self.path, None, f"flowrun import of {self.path.name}"
+
+
+class NoDagFoundItem(pytest.Item):
+    """Added when ``--flowrun`` found no DAG: a silent pass would hide a misconfigured glob."""
+
+    def runtest(self) -> None:
+        files = " ".join(self.config.stash[SETTINGS].files)
+        raise DagFailure(
+            "--flowrun found no DAG: no file matching flowrun_files = "
+            f"{files!r} under {', '.join(self.config.args) or '.'} defines a module-level "
+            "Engine or DagScope with tasks. Set the flowrun_files ini option (globs: 'name' "
+            "matches file names, 'dir/name' path ends) or pass the DAG directory."
+        )
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, DagFailure):
+            return excinfo.value.text
+        return super().repr_failure(excinfo, style=style)  # pragma: no cover
+
+    def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
+        return self.path, None, "flowrun: no DAG found"

@@ -1,0 +1,266 @@
+"""The pytest plugin's fixtures and markers, tested with pytester."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+
+
+PIPELINE = """
+import asyncio
+from flowrun import RunContext, build_default_engine
+
+engine = build_default_engine()
+etl = engine.dag("etl")
+
+@etl.task(retries=2, retry_delay_s=60)
+async def extract(context: RunContext[dict]) -> list:
+    await asyncio.sleep(3600)
+    return list(context.deps["rows"])
+
+@etl.task(deps=[extract])
+def load(extract: list) -> int:
+    return len(extract)
+"""
+
+
+def test_fixtures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        pipeline=PIPELINE,
+        test_fixtures="""
+        import asyncio
+        from flowrun import TaskStartEvent, task
+        from flowrun.testing import RecordingHook, VirtualClock
+        from pipeline import engine, etl
+
+        def test_clock(flowrun_clock):
+            assert isinstance(flowrun_clock, VirtualClock)
+            assert flowrun_clock.monotonic() == 0.0
+
+        def test_engine_events_registry(flowrun_engine, flowrun_events, flowrun_registry,
+                                        flowrun_clock, flowrun_run):
+            assert flowrun_engine.clock is flowrun_clock
+            assert flowrun_engine.registry is flowrun_registry
+
+            @task(dag="t")  # the global decorator writes to flowrun_registry
+            async def a():
+                await asyncio.sleep(5)
+                return 1
+
+            report = flowrun_run(flowrun_engine, "t")
+            assert report["status"] == "SUCCESS"
+            assert flowrun_events.task_order() == ["a"]
+            assert isinstance(flowrun_events, RecordingHook)
+            assert flowrun_clock.monotonic() == 5.0
+
+        def test_run_module_engine(flowrun_run, flowrun_clock):
+            report = flowrun_run(etl, context={"rows": [1, 2]})
+            assert report["tasks"]["load"]["result"] == 2
+            assert report["finished_at"] == 1_700_000_000.0 + 3600
+            assert flowrun_clock.monotonic() == 3600.0
+
+        def test_overrides(flowrun_run):
+            report = flowrun_run(engine, "etl", overrides={"extract": lambda: [1, 2, 3]})
+            assert report["tasks"]["load"]["result"] == 3
+
+        def test_registry_is_deactivated_after_tests():
+            from flowrun import TaskRegistry
+            assert TaskRegistry.current() is None
+        """,
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+
+
+def test_marker_runs_before_the_test_and_checks_expect(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        pipeline=PIPELINE,
+        conftest="""
+        def pytest_flowrun_context(dag_name, engine):
+            return {"rows": ["from conftest"]}
+        """,
+        test_marker="""
+        import pytest
+        from pipeline import engine, etl
+
+        RAN = []
+
+        @pytest.mark.flowrun(etl)
+        def test_report(flowrun_report):
+            assert flowrun_report["status"] == "SUCCESS"
+            assert flowrun_report["tasks"]["extract"]["result"] == ["from conftest"]
+
+        @pytest.mark.flowrun(engine, "etl", context={"rows": []}, targets=["extract"])
+        def test_runs_without_requesting_the_report(flowrun_clock):
+            assert flowrun_clock.monotonic() == 3600.0
+
+        def fail():
+            raise RuntimeError("api down")
+
+        @pytest.mark.flowrun(etl, overrides={"extract": fail}, expect="FAILED")
+        def test_expect_failed(flowrun_report):
+            assert flowrun_report["tasks"]["extract"]["attempt"] == 3
+
+        @pytest.mark.flowrun(etl, overrides={"extract": fail})
+        def test_expect_mismatch():
+            RAN.append(1)
+
+        @pytest.mark.flowrun(etl, expect="MAYBE")
+        def test_bad_expect():
+            pass
+
+        @pytest.mark.flowrun()
+        def test_no_target(flowrun_report):
+            pass
+
+        def test_body_of_mismatch_never_ran():
+            assert RAN == []
+        """,
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*DAG 'etl' finished FAILED, expected SUCCESS*",
+            "*extract*FAILED*3*",
+            "*task 'extract' failed on attempt 3: RuntimeError: api down*",
+            '*raise RuntimeError("api down")*',
+            "*DAG etl (2 tasks)*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*expect must be 'SUCCESS', 'FAILED' or None*"])
+    result.stdout.fnmatch_lines(["*needs the engine or DAG scope to run*"])
+
+
+def test_hook_skip_skips_marked_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        pipeline=PIPELINE,
+        conftest="""
+        import pytest
+        def pytest_flowrun_context(dag_name, engine):
+            pytest.skip(f"no credentials for {dag_name}")
+        """,
+        test_skip="""
+        import pytest
+        from pipeline import etl
+
+        @pytest.mark.flowrun(etl)
+        def test_it():
+            pass
+        """,
+    )
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no credentials for etl*"])
+
+
+def test_real_time_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_real="""
+        import asyncio, time
+        import pytest
+        from flowrun import SystemClock
+
+        @pytest.mark.flowrun_real_time
+        def test_real(flowrun_clock, flowrun_engine, flowrun_run):
+            assert isinstance(flowrun_clock, SystemClock)
+
+            @flowrun_engine.task
+            async def nap():
+                await asyncio.sleep(0.2)
+
+            start = time.monotonic()
+            report = flowrun_run(flowrun_engine)
+            assert report["status"] == "SUCCESS"
+            assert time.monotonic() - start >= 0.2
+            assert report["created_at"] > 1_750_000_000
+        """
+    )
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
+
+
+def test_markers_registered_and_strict(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI + "strict = true\n")
+    pytester.makepyfile(
+        test_strict="""
+        import pytest
+        @pytest.mark.flowrun_real_time
+        def test_a():
+            pass
+        """
+    )
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.flowrun(engine_or_scope*", "*flowrun_real_time*"])
+
+
+def test_disabled_with_p_no_flowrun(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_off="""
+        def test_a(flowrun_clock):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:flowrun")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'flowrun_clock' not found*"])
+    assert "flowrun: collect DAGs" not in result.stdout.str()
+    result = pytester.runpytest_subprocess("-p", "no:flowrun", "--flowrun")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_plugin_import_is_cheap(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_cheap="""
+        import sys
+        def test_nothing_of_flowrun_imported():
+            loaded = sorted(m for m in sys.modules if m == "flowrun" or m.startswith("flowrun."))
+            assert loaded == []
+        """
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_pytest_asyncio_tests_on_virtual_time(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_asyncio")
+    pytester.makeconftest(
+        """
+        from flowrun.testing import virtual_loop_factory
+
+        def pytest_asyncio_loop_factories(config, item):
+            return {"virtual": virtual_loop_factory()}
+        """
+    )
+    pytester.makepyfile(
+        test_async="""
+        import asyncio, time
+        import pytest
+        from flowrun import build_default_engine
+        from flowrun.testing import current_clock
+
+        @pytest.mark.asyncio
+        async def test_hour_long_sleep():
+            clock = current_clock()
+            start = time.monotonic()
+            engine = build_default_engine(clock=clock)
+
+            @engine.task(timeout_s=3600)
+            async def slow():
+                await asyncio.sleep(7200)
+
+            report = engine.get_run_report(await engine.run_once("default"))
+            assert report["tasks"]["slow"]["error"].startswith("TaskTimeoutError")
+            assert clock.monotonic() == 3600.0
+            assert time.monotonic() - start < 5
+        """
+    )
+    result = pytester.runpytest("-p", "asyncio", "--asyncio-mode=strict")
+    result.assert_outcomes(passed=1)

@@ -1,0 +1,268 @@
+"""flowrun.testing: the virtual clock and the virtual-time event loop (no pytest plugin)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from flowrun import RunContext, SystemClock, TaskRetryEvent, build_default_engine
+from flowrun.testing import (
+    DEFAULT_EPOCH,
+    RecordingHook,
+    VirtualClock,
+    VirtualTimeLoop,
+    VirtualTimeLoopPolicy,
+    current_clock,
+    run_dag,
+    run_virtual,
+    virtual_loop_factory,
+)
+
+
+def test_clock_starts_at_the_epoch_and_advances() -> None:
+    clock = VirtualClock()
+    assert (clock.monotonic(), clock.time()) == (0.0, DEFAULT_EPOCH)
+    clock.advance(90)
+    assert (clock.monotonic(), clock.time()) == (90.0, DEFAULT_EPOCH + 90)
+    assert VirtualClock(epoch=0).time() == 0.0
+    for bad in (-1, float("nan"), "1", True):
+        with pytest.raises(ValueError, match="advance"):
+            clock.advance(bad)  # type: ignore[arg-type]
+
+
+def test_sleep_timeout_and_wait_for_take_no_real_time() -> None:
+    async def main() -> tuple[float, bool, bool]:
+        await asyncio.sleep(3600)
+        timed_out = False
+        try:
+            async with asyncio.timeout(7200):
+                await asyncio.sleep(10**6)
+        except TimeoutError:
+            timed_out = True
+        waited = False
+        try:
+            await asyncio.wait_for(asyncio.Event().wait(), timeout=60)
+        except TimeoutError:
+            waited = True
+        return asyncio.get_running_loop().time(), timed_out, waited
+
+    clock = VirtualClock()
+    real = time.perf_counter()
+    assert run_virtual(main(), clock=clock) == (3600 + 7200 + 60, True, True)
+    assert time.perf_counter() - real < 5
+    assert clock.time() == DEFAULT_EPOCH + 10860
+
+
+def test_timers_fire_in_order_at_their_exact_times() -> None:
+    fired: list[tuple[str, float]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def at(delay: float, name: str) -> None:
+            await asyncio.sleep(delay)
+            fired.append((name, loop.time()))
+
+        await asyncio.gather(at(0.3, "c"), at(0.1, "a"), at(0.2, "b"), at(86400 * 3, "d"))
+
+    run_virtual(main())
+    assert fired == [("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 259200.0)]
+
+
+def test_executor_work_is_waited_for_in_real_time() -> None:
+    async def main() -> tuple[float, str]:
+        loop = asyncio.get_running_loop()
+        sleeper = asyncio.ensure_future(asyncio.sleep(30))
+
+        def work() -> str:
+            time.sleep(0.05)
+            return "done"
+
+        result = await loop.run_in_executor(None, work)
+        # The thread finished long before the 30 s timer: the clock did not move meanwhile.
+        now = loop.time()
+        await sleeper
+        return now, result
+
+    assert run_virtual(main()) == (0.0, "done")
+
+
+def test_a_timer_due_while_a_thread_runs_fires_after_real_time() -> None:
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(None, time.sleep, 0.3)
+        await asyncio.sleep(0.05)  # the thread still runs: wait 0.05 s for real
+        during = loop.time()
+        await job
+        return during, loop.time()
+
+    real = time.perf_counter()
+    during, after = run_virtual(main())
+    assert during == 0.05
+    assert after == 0.05  # the thread's end does not move the clock
+    assert time.perf_counter() - real >= 0.25
+
+
+def test_advance_fires_due_timers_on_the_next_iteration() -> None:
+    async def main() -> list[str]:
+        clock = current_clock()
+        seen: list[str] = []
+        asyncio.get_running_loop().call_later(10, seen.append, "timer")
+        clock.advance(10)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        seen.append(f"at {clock.monotonic()}")
+        return seen
+
+    assert run_virtual(main()) == ["timer", "at 10.0"]
+
+
+def test_current_clock_outside_a_virtual_loop() -> None:
+    async def main() -> None:
+        current_clock()
+
+    with pytest.raises(RuntimeError, match="not a VirtualTimeLoop"):
+        asyncio.run(main())
+
+
+def test_clock_sleep_on_a_regular_loop_advances_the_clock() -> None:
+    clock = VirtualClock()
+
+    async def main() -> None:
+        await clock.sleep(120)
+        await clock.sleep(-1)
+
+    real = time.perf_counter()
+    asyncio.run(main())
+    assert clock.monotonic() == 120.0
+    assert time.perf_counter() - real < 5
+
+
+def test_loop_factory_and_policy_share_the_clock() -> None:
+    clock = VirtualClock()
+    with asyncio.Runner(loop_factory=virtual_loop_factory(clock)) as runner:
+        runner.run(asyncio.sleep(5))
+        assert isinstance(runner.get_loop(), VirtualTimeLoop)
+    policy = VirtualTimeLoopPolicy(clock)
+    loop = policy.new_event_loop()
+    try:
+        assert isinstance(loop, VirtualTimeLoop)
+        assert loop.clock is clock
+        loop.run_until_complete(asyncio.sleep(5))
+    finally:
+        loop.close()
+    assert clock.monotonic() == 10.0
+
+
+def test_retries_with_hours_of_backoff_and_an_hour_timeout_take_no_real_time() -> None:
+    """5 retries from 60 s doubling, then a 1-hour async timeout: exact virtual timestamps."""
+    clock = VirtualClock()
+    events = RecordingHook()
+    engine = build_default_engine(clock=clock, hooks=[events])
+    calls: list[float] = []
+
+    @engine.task(dag="etl", retries=5, retry_delay_s=60, retry_backoff=2)
+    async def flaky() -> int:
+        calls.append(clock.monotonic())
+        raise ConnectionError("API down")
+
+    @engine.task(dag="etl", timeout_s=3600)
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    real = time.perf_counter()
+    report = run_dag(engine, "etl")
+    assert time.perf_counter() - real < 5  # loose sanity bound; real cost is milliseconds
+    assert calls == [0.0, 60.0, 180.0, 420.0, 900.0, 1860.0]
+    assert [e.delay_s for e in events.of(TaskRetryEvent)] == [60.0, 120.0, 240.0, 480.0, 960.0]
+    tasks = report["tasks"]
+    assert tasks["flaky"]["attempt"] == 6
+    assert tasks["flaky"]["started_at"] == DEFAULT_EPOCH + 1860
+    assert tasks["flaky"]["error"] == "ConnectionError: API down"
+    assert tasks["hang"]["started_at"] == DEFAULT_EPOCH
+    assert tasks["hang"]["finished_at"] == DEFAULT_EPOCH + 3600
+    assert tasks["hang"]["error"].startswith("TaskTimeoutError: task 'hang' timed out after 3600s")
+    assert report["created_at"] == DEFAULT_EPOCH
+    assert report["finished_at"] == DEFAULT_EPOCH + 3600
+    assert report["status"] == "FAILED"
+
+
+def test_sync_task_timeout_fires_at_its_virtual_deadline() -> None:
+    clock = VirtualClock()
+    engine = build_default_engine(clock=clock)
+
+    @engine.task(timeout_s=0.2)
+    def blocking(context: RunContext[None]) -> None:
+        while not context.cancelled():
+            time.sleep(0.01)
+
+    try:
+        report = run_dag(engine)
+    finally:
+        engine.close()
+    task = report["tasks"]["blocking"]
+    assert task["status"] == "FAILED"
+    assert "timed out after 0.2s" in task["error"]
+    assert task["finished_at"] - task["started_at"] == pytest.approx(0.2, abs=1e-6)
+
+
+def _deterministic(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k != "run_id"}
+
+
+def test_reports_are_identical_run_after_run() -> None:
+    def build() -> Any:
+        engine = build_default_engine()
+
+        @engine.task(retries=2, retry_delay_s=5)
+        async def a() -> int:
+            await asyncio.sleep(1.5)
+            return 1
+
+        @engine.task(deps=[a], timeout_s=10)
+        async def b(a: int) -> int:
+            await asyncio.sleep(a * 2)
+            return a + 1
+
+        @engine.task(deps=[b])
+        def c(b: int) -> int:
+            return b * 10
+
+        return engine
+
+    first = run_dag(build())
+    second = run_dag(build())
+    assert _deterministic(first) == _deterministic(second)
+    assert first["tasks"]["b"]["finished_at"] == DEFAULT_EPOCH + 3.5
+
+
+def test_run_dag_with_a_system_clock_runs_on_real_time() -> None:
+    engine = build_default_engine()
+
+    @engine.task
+    async def nap() -> float:
+        await asyncio.sleep(0.01)
+        return asyncio.get_running_loop().time()
+
+    before = time.time()
+    report = run_dag(engine, clock=SystemClock())
+    assert report["status"] == "SUCCESS"
+    assert report["created_at"] >= before
+    assert isinstance(engine.clock, SystemClock)
+
+
+def test_run_dag_gives_the_engine_the_clock_only_for_the_run() -> None:
+    engine = build_default_engine()
+
+    @engine.task
+    async def wait() -> None:
+        await asyncio.sleep(3)
+
+    clock = VirtualClock()
+    report = run_dag(engine, clock=clock)
+    assert report["finished_at"] == DEFAULT_EPOCH + 3
+    assert isinstance(engine.clock, SystemClock)
+    assert clock.monotonic() == 3.0
