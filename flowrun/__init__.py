@@ -30,6 +30,13 @@ from .hooks import (
     fn_hook,
 )
 from .state import InMemoryStateStore, StateStore, StateStoreProtocol
+from .state.serializers import (
+    JsonSerializer,
+    PickleSerializer,
+    ResultEncodingError,
+    ResultSerializer,
+)
+from .state.sqlite import SqliteStateStore, StateDatabaseError
 from .task import DEFAULT_DAG, TaskRegistry, TaskSpec, TaskTemplate, task, task_template
 
 __version__ = "0.1.0"
@@ -48,10 +55,16 @@ __all__ = [
     "Engine",
     "HookEvent",
     "InMemoryStateStore",
+    "JsonSerializer",
     "MissingDependencyError",
+    "PickleSerializer",
+    "ResultEncodingError",
+    "ResultSerializer",
     "RunContext",
     "RunHook",
     "SchedulerConfig",
+    "SqliteStateStore",
+    "StateDatabaseError",
     "StateStore",
     "StateStoreProtocol",
     "SystemClock",

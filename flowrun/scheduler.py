@@ -481,18 +481,24 @@ class Run:
             self.running.discard(attempt)
             self.limiter.release()
             name = attempt.spec.name
+            error_text = f"CancelledError: {what} while task {name!r} was running"
+            trace = None
             if done_ok:
                 assert future is not None
-                self.store.mark_success(
-                    self.run_id,
-                    name,
-                    attempt.start_wall,
-                    finished,
-                    future.result(),
-                    attempt.spec.retain_result,
-                )
-                self.status[name] = SUCCESS
-                continue
+                try:
+                    self.store.mark_success(
+                        self.run_id,
+                        name,
+                        attempt.start_wall,
+                        finished,
+                        future.result(),
+                        attempt.spec.retain_result,
+                    )
+                except Exception as error:  # e.g. a result the serializer cannot encode
+                    error_text, trace = _describe(error)
+                else:
+                    self.status[name] = SUCCESS
+                    continue
             attempt.finished = True  # its late outcome, if any, is discarded
             if attempt.timer is not None:
                 attempt.timer.cancel()
@@ -501,12 +507,7 @@ class Run:
             if future is not None and not future.done():
                 future.cancel()
             self.store.mark_failed(
-                self.run_id,
-                name,
-                attempt.start_wall,
-                finished,
-                f"CancelledError: {what} while task {name!r} was running",
-                None,
+                self.run_id, name, attempt.start_wall, finished, error_text, trace
             )
             self.status[name] = FAILED
         self.completed.clear()

@@ -3,6 +3,8 @@
 from .memory import InMemoryStateStore, StateStore
 from .protocol import StateStoreProtocol
 from .records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
+from .serializers import JsonSerializer, PickleSerializer, ResultEncodingError, ResultSerializer
+from .sqlite import SqliteStateStore, StateDatabaseError
 
 __all__ = [
     "FAILED",
@@ -11,7 +13,13 @@ __all__ = [
     "SKIPPED",
     "SUCCESS",
     "InMemoryStateStore",
+    "JsonSerializer",
+    "PickleSerializer",
+    "ResultEncodingError",
+    "ResultSerializer",
     "RunRecord",
+    "SqliteStateStore",
+    "StateDatabaseError",
     "StateStore",
     "StateStoreProtocol",
     "TaskRecord",

@@ -100,8 +100,8 @@ def _json_refusal(value: Any) -> str | None:
     where, what = found
     at = "" if where == "result" else f" (at {where})"
     return (
-        f"JSON cannot store {what}{at} exactly; return only None, bool, int, float, str, lists "
-        "and dicts with str keys, or open the store with serializer=PickleSerializer()"
+        f"JSON cannot store {what}{at} exactly; return None, bool, int, float, str, lists and "
+        "dicts with str keys, or open the store with serializer=PickleSerializer()"
     )
 
 

@@ -1,0 +1,110 @@
+"""Subprocess side of the SQLite fault-injection tests (tests/test_sqlite_crash.py).
+
+Usage: ``python _sqlite_worker.py MODE DB ...``
+
+- ``crash DB LOG``: run the ``pipeline`` DAG; ``transform`` prints ``started <run_id>`` and
+  blocks forever, so the parent can SIGKILL this process mid-run.
+- ``resume DB LOG RUN_ID``: a fresh engine with the same tasks resumes ``RUN_ID``; prints the
+  new run id.
+- ``many DB COUNT TAG``: print ``ready``, wait for a line on stdin, run the ``many`` DAG COUNT
+  times (5 runs at a time), printing ``done <run_id> <index>`` after each run.
+
+Every ``pipeline`` task appends its name to LOG when it executes, so the parent counts
+executions across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from flowrun import Engine, RunContext, SqliteStateStore, build_default_engine
+
+
+def pipeline(store: SqliteStateStore, log: str, block: bool) -> Engine:
+    engine = build_default_engine(state_store=store)
+
+    def executed(name: str) -> None:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(name + "\n")
+
+    @engine.task(dag="pipeline")
+    def extract() -> list[int]:
+        executed("extract")
+        return [1, 2, 3]
+
+    @engine.task(dag="pipeline", deps=[extract])
+    def audit(extract: list[int]) -> dict[str, int]:
+        executed("audit")
+        return {"rows": len(extract)}
+
+    @engine.task(dag="pipeline", deps=[extract, audit])
+    async def transform(context: RunContext[None], extract: list[int]) -> list[int]:
+        executed("transform")
+        if block:
+            print(f"started {context.run_id}", flush=True)
+            await asyncio.Event().wait()  # until SIGKILL
+        return [x * 10 for x in extract]
+
+    @engine.task(dag="pipeline", deps=[transform])
+    def load(transform: list[int]) -> int:
+        executed("load")
+        return sum(transform)
+
+    return engine
+
+
+def many(store: SqliteStateStore) -> Engine:
+    engine = build_default_engine(state_store=store, max_parallel=8)
+
+    @engine.task(dag="many")
+    def source(context: RunContext[dict[str, Any]]) -> dict[str, Any]:
+        return {"tag": context.deps["tag"], "index": context.deps["index"]}
+
+    @engine.task(dag="many", deps=[source])
+    async def double(source: dict[str, Any]) -> int:
+        await asyncio.sleep(0)
+        return int(source["index"]) * 2
+
+    @engine.task(dag="many", deps=[source])
+    def label(source: dict[str, Any]) -> str:
+        return f"{source['tag']}-{source['index']}"
+
+    @engine.task(dag="many", deps=[double, label])
+    def combine(double: int, label: str) -> list[Any]:
+        return [label, double]
+
+    return engine
+
+
+async def run_many(engine: Engine, count: int, tag: str) -> None:
+    async def one(index: int) -> None:
+        run_id = await engine.run_once("many", RunContext({"tag": tag, "index": index}))
+        print(f"done {run_id} {index}", flush=True)
+
+    for start in range(0, count, 5):
+        await asyncio.gather(*(one(i) for i in range(start, min(start + 5, count))))
+
+
+def main(argv: list[str]) -> int:
+    mode, db = argv[0], argv[1]
+    with SqliteStateStore(db) as store:
+        if mode == "crash":
+            asyncio.run(pipeline(store, argv[2], block=True).run_once("pipeline"))
+            return 1  # not reached: transform blocks until the process is killed
+        if mode == "resume":
+            engine = pipeline(store, argv[2], block=False)
+            print(asyncio.run(engine.resume(argv[3])), flush=True)
+            return 0
+        if mode == "many":
+            engine = many(store)
+            print("ready", flush=True)
+            sys.stdin.readline()  # the parent starts every worker at once
+            asyncio.run(run_many(engine, int(argv[2]), argv[3]))
+            return 0
+    raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

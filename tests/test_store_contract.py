@@ -1,0 +1,342 @@
+"""The state-store contract: the same engine scenarios, through the public API only, give the
+same reports on ``InMemoryStateStore`` and on ``SqliteStateStore`` (a real file).
+
+Results are JSON data here so that the default ``JsonSerializer`` stores them exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import WALL_START, FakeClock
+
+from flowrun import (
+    Engine,
+    InMemoryStateStore,
+    SqliteStateStore,
+    StateStoreProtocol,
+    UnknownRunError,
+    build_default_engine,
+)
+
+REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
+TASK_KEYS = {"status", "attempt", "started_at", "finished_at", "error", "result", "traceback"}
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStoreProtocol]:
+    if request.param == "memory":
+        yield InMemoryStateStore()
+        return
+    with SqliteStateStore(tmp_path / "state.db") as sqlite_store:
+        yield sqlite_store
+
+
+@pytest.fixture
+def engine(store: StateStoreProtocol, fake_clock: FakeClock) -> Iterator[Engine]:
+    engine = build_default_engine(state_store=store, clock=fake_clock)
+    yield engine
+    engine.close()
+
+
+class Etl:
+    """extract -> transform -> load, and audit <- extract; ``calls`` counts executions and a
+    name in ``broken`` raises ``RuntimeError('bad data')``."""
+
+    def __init__(self, engine: Engine, dag: str = "etl") -> None:
+        self.calls: Counter[str] = Counter()
+        self.broken: set[str] = set()
+        scope = engine.dag(dag)
+
+        @scope.task(name="extract")
+        def extract() -> list[int]:
+            self.step("extract")
+            return [1, 2, 3]
+
+        @scope.task(name="transform", deps=[extract])
+        async def transform(extract: list[int]) -> dict[str, Any]:
+            self.step("transform")
+            return {"values": [x * 10 for x in extract], "note": None}
+
+        @scope.task(name="load", deps=[transform])
+        def load(transform: dict[str, Any]) -> int:
+            self.step("load")
+            return sum(transform["values"])
+
+        @scope.task(name="audit", deps=[extract])
+        def audit(extract: list[int]) -> str:
+            self.step("audit")
+            return f"{len(extract)} rows"
+
+    def step(self, name: str) -> None:
+        self.calls[name] += 1
+        if name in self.broken:
+            raise RuntimeError("bad data")
+
+
+async def test_success_report(engine: Engine) -> None:
+    etl = Etl(engine)
+    run_id = await engine.run_once("etl")
+    report = engine.get_run_report(run_id)
+    assert set(report) == REPORT_KEYS
+    assert report["run_id"] == run_id
+    assert report["dag_name"] == "etl"
+    assert report["status"] == "SUCCESS"
+    assert report["created_at"] == report["finished_at"] == WALL_START
+    assert list(report["tasks"]) == ["extract", "transform", "audit", "load"]
+    for task in report["tasks"].values():
+        assert set(task) == TASK_KEYS
+        assert (task["status"], task["attempt"], task["error"], task["traceback"]) == (
+            "SUCCESS",
+            1,
+            None,
+            None,
+        )
+        assert task["started_at"] == task["finished_at"] == WALL_START
+    results = {name: t["result"] for name, t in report["tasks"].items()}
+    assert results == {
+        "extract": [1, 2, 3],
+        "transform": {"values": [10, 20, 30], "note": None},
+        "audit": "3 rows",
+        "load": 60,
+    }
+    assert etl.calls == {"extract": 1, "transform": 1, "audit": 1, "load": 1}
+
+
+async def test_failure_skips_descendants_only(engine: Engine) -> None:
+    etl = Etl(engine)
+    etl.broken.add("transform")
+    report = engine.get_run_report(await engine.run_once("etl"))
+    tasks = report["tasks"]
+    assert report["status"] == "FAILED"
+    assert tasks["transform"]["status"] == "FAILED"
+    assert tasks["transform"]["error"] == "RuntimeError: bad data"
+    assert "RuntimeError: bad data" in tasks["transform"]["traceback"]
+    assert tasks["transform"]["result"] is None
+    assert tasks["load"]["status"] == "SKIPPED"
+    assert tasks["load"]["error"] == "upstream task 'transform' failed"
+    assert tasks["load"]["attempt"] == 0
+    assert tasks["audit"]["status"] == "SUCCESS"
+    assert tasks["audit"]["result"] == "3 rows"
+
+
+async def test_retries_record_attempts_and_the_last_error(
+    engine: Engine, fake_clock: FakeClock
+) -> None:
+    failures = {"flaky": 2, "hopeless": 99}
+
+    @engine.task(dag="r", retries=2, retry_delay_s=5)
+    def flaky() -> str:
+        failures["flaky"] -= 1
+        if failures["flaky"] >= 0:
+            raise ConnectionError("try again")
+        return "finally"
+
+    @engine.task(dag="r", retries=1)
+    def hopeless() -> None:
+        raise ValueError("never")
+
+    report = engine.get_run_report(await engine.run_once("r"))
+    assert fake_clock.sleeps == [5, 10]
+    flaky_task, hopeless_task = report["tasks"]["flaky"], report["tasks"]["hopeless"]
+    assert (flaky_task["status"], flaky_task["attempt"], flaky_task["result"]) == (
+        "SUCCESS",
+        3,
+        "finally",
+    )
+    assert flaky_task["error"] is None
+    assert (hopeless_task["status"], hopeless_task["attempt"]) == ("FAILED", 2)
+    assert hopeless_task["error"] == "ValueError: never"
+    assert report["status"] == "FAILED"
+
+
+async def test_resume_reruns_only_what_did_not_succeed(
+    engine: Engine, store: StateStoreProtocol
+) -> None:
+    etl = Etl(engine)
+    etl.broken.add("transform")
+    failed_id = await engine.run_once("etl")
+    etl.broken.clear()
+    resumed_id = await engine.resume(failed_id)
+    assert resumed_id != failed_id
+    report = engine.get_run_report(resumed_id)
+    assert report["status"] == "SUCCESS"
+    assert report["tasks"]["load"]["result"] == 60
+    assert report["tasks"]["extract"]["result"] == [1, 2, 3]  # kept, with its result
+    assert etl.calls == {"extract": 1, "audit": 1, "transform": 2, "load": 1}
+    assert store.load_run(resumed_id).resumed_from == failed_id
+    assert engine.get_run_report(failed_id)["status"] == "FAILED"  # the old run is unchanged
+
+
+async def test_resume_from_tasks_reruns_them_and_their_descendants(engine: Engine) -> None:
+    etl = Etl(engine)
+    first = await engine.run_once("etl")
+    report = engine.get_run_report(await engine.resume(first, from_tasks=["transform"]))
+    assert report["status"] == "SUCCESS"
+    assert etl.calls == {"extract": 1, "audit": 1, "transform": 2, "load": 2}
+    assert report["tasks"]["audit"]["result"] == "3 rows"
+
+
+async def test_resume_of_a_subgraph_run_stays_in_the_subgraph(
+    engine: Engine, store: StateStoreProtocol
+) -> None:
+    etl = Etl(engine)
+    etl.broken.add("transform")
+    first = await engine.run_subgraph("etl", ["load"])
+    assert store.load_run(first).targets == ("load",)
+    etl.broken.clear()
+    second = await engine.resume(first)
+    report = engine.get_run_report(second)
+    assert list(report["tasks"]) == ["extract", "transform", "load"]
+    assert report["status"] == "SUCCESS"
+    assert etl.calls == {"extract": 1, "transform": 2, "load": 1}
+    assert store.load_run(second).targets == ("load",)
+
+
+async def test_retain_result_false_and_a_kept_none(
+    engine: Engine, store: StateStoreProtocol
+) -> None:
+    calls: Counter[str] = Counter()
+    broken = {"child": True}
+
+    @engine.task(dag="keep", retain_result=False)
+    def big() -> list[int]:
+        calls["big"] += 1
+        return [7] * 3
+
+    @engine.task(dag="keep")
+    def nothing() -> None:
+        calls["nothing"] += 1
+
+    @engine.task(dag="keep", deps=[big, nothing])
+    def child(big: list[int], nothing: None) -> int:
+        calls["child"] += 1
+        if broken["child"]:
+            raise RuntimeError("later")
+        assert nothing is None
+        return sum(big)
+
+    first = await engine.run_once("keep")
+    report = engine.get_run_report(first)
+    assert report["tasks"]["big"]["status"] == "SUCCESS"
+    assert report["tasks"]["big"]["result"] is None
+    record = store.load_run(first)
+    assert not record.tasks["big"].has_result
+    assert record.tasks["nothing"].has_result  # a kept None is a result
+    broken["child"] = False
+    second = await engine.resume(first)
+    assert engine.get_run_report(second)["tasks"]["child"]["result"] == 21
+    # big's result was not kept, so it ran again; nothing's None was kept, so it did not.
+    assert calls == {"big": 2, "nothing": 1, "child": 2}
+
+
+async def test_list_runs_filters_limit_and_newest_first(
+    engine: Engine, fake_clock: FakeClock
+) -> None:
+    etl = Etl(engine, "etl")
+    Etl(engine, "other")
+    ids = []
+    for dag in ("etl", "other", "etl"):
+        ids.append(await engine.run_once(dag))
+        fake_clock.advance(10)
+    etl.broken.add("load")
+    ids.append(await engine.run_once("etl"))  # same created_at as the next: insertion order
+    ids.append(await engine.run_once("other"))
+
+    def listed(**filters: Any) -> list[str]:
+        return [r["run_id"] for r in engine.list_runs(**filters)]
+
+    assert listed() == ids[::-1]
+    assert listed(dag_name="etl") == [ids[3], ids[2], ids[0]]
+    assert listed(status="FAILED") == [ids[3]]
+    assert listed(dag_name="etl", status="SUCCESS") == [ids[2], ids[0]]
+    assert listed(limit=2) == [ids[4], ids[3]]
+    assert listed(limit=0) == []
+    assert listed(dag_name="nope") == []
+    assert engine.list_runs()[1] == engine.get_run_report(ids[3])
+    with pytest.raises(ValueError, match="'limit' must be >= 0"):
+        engine.list_runs(limit=-1)
+
+
+async def test_reports_are_snapshots(engine: Engine) -> None:
+    Etl(engine)
+    run_id = await engine.run_once("etl")
+    report = engine.get_run_report(run_id)
+    report["status"] = "CHANGED"
+    report["tasks"]["extract"]["result"].append(99)
+    report["tasks"]["transform"]["result"]["values"].clear()
+    del report["tasks"]["load"]
+    listed = engine.list_runs()[0]
+    listed["tasks"]["extract"]["result"].append(100)
+    again = engine.get_run_report(run_id)
+    assert again["status"] == "SUCCESS"
+    assert again["tasks"]["extract"]["result"] == [1, 2, 3]
+    assert again["tasks"]["transform"]["result"]["values"] == [10, 20, 30]
+    assert "load" in again["tasks"]
+
+
+async def test_unknown_run_id(engine: Engine, store: StateStoreProtocol) -> None:
+    Etl(engine)
+    with pytest.raises(UnknownRunError, match="unknown run id 'nope'"):
+        engine.get_run_report("nope")
+    with pytest.raises(UnknownRunError):
+        await engine.resume("nope")
+    with pytest.raises(UnknownRunError):
+        store.load_run("nope")
+    with pytest.raises(UnknownRunError):
+        store.mark_running("nope", "extract", 1, 0.0)
+
+
+async def test_concurrent_runs_and_engines_share_one_store(
+    engine: Engine, store: StateStoreProtocol, fake_clock: FakeClock
+) -> None:
+    Etl(engine)
+    other = build_default_engine(state_store=store, clock=fake_clock)
+    Etl(other).broken.add("audit")
+    ids = await asyncio.gather(
+        engine.run_once("etl"), other.run_once("etl"), engine.run_once("etl")
+    )
+    statuses = [engine.get_run_report(i)["status"] for i in ids]
+    assert statuses == ["SUCCESS", "FAILED", "SUCCESS"]
+    assert other.get_run_report(ids[0]) == engine.get_run_report(ids[0])
+    assert len(other.list_runs()) == 3
+    other.close()
+
+
+async def test_a_cancelled_run_is_final_and_resumable(engine: Engine) -> None:
+    started = asyncio.Event()
+    blocking = {"hang": True}
+
+    @engine.task(dag="c")
+    def first() -> int:
+        return 1
+
+    @engine.task(dag="c", deps=[first])
+    async def hang(first: int) -> int:
+        started.set()
+        if blocking["hang"]:
+            await asyncio.Event().wait()
+        return first
+
+    @engine.task(dag="c", deps=[hang])
+    def after(hang: int) -> int:
+        return hang + 1
+
+    run = asyncio.ensure_future(engine.run_once("c"))
+    await started.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    report = engine.list_runs(dag_name="c")[0]
+    assert report["status"] == "FAILED"
+    assert [t["status"] for t in report["tasks"].values()] == ["SUCCESS", "FAILED", "SKIPPED"]
+    assert report["tasks"]["hang"]["error"].startswith("CancelledError: run cancelled")
+    blocking["hang"] = False
+    resumed = engine.get_run_report(await engine.resume(report["run_id"]))
+    assert resumed["status"] == "SUCCESS"
+    assert resumed["tasks"]["after"]["result"] == 2
