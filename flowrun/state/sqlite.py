@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
+from ..clock import Clock, SystemClock
 from ..errors import UnknownRunError
 from .records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
 from .serializers import JsonSerializer, ResultEncodingError, ResultSerializer
@@ -161,6 +162,7 @@ class SqliteStateStore:
         recover: bool = False,
         *,
         busy_timeout_s: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
         if not isinstance(serializer, ResultSerializer) or not serializer.name:
             raise TypeError(
@@ -176,6 +178,7 @@ class SqliteStateStore:
         self.serializer = serializer
         self.cache_ttl_s = cache_ttl_s
         self.busy_timeout_s = float(busy_timeout_s)
+        self.clock: Clock = clock if clock is not None else SystemClock()  # recovery timestamps
         self._lock = threading.RLock()
         self._live: dict[str, _Run] = {}  # runs this store is writing: the source of truth
         self._cache: dict[str, _Run] = {}  # finished or read runs, in expiry order
@@ -664,7 +667,7 @@ class SqliteStateStore:
         host = self._owner[2]
 
         def fail_dead_runs(conn: sqlite3.Connection) -> list[str]:
-            now = time.time()
+            now = self.clock.time()
             rows = conn.execute(
                 "SELECT id, run_id, owner_pid, owner_started FROM runs "
                 "WHERE status = ? AND owner_host = ?",
