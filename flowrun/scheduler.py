@@ -150,36 +150,42 @@ class Run:
 
     def _create(self) -> None:
         dag = self.dag
-        tasks: dict[str, TaskRecord] = {}
-        for name in dag.order:
-            copied = self.copied.get(name)
-            tasks[name] = copied if copied is not None else TaskRecord()
-        record = RunRecord(
-            self.run_id,
-            dag.name,
-            self.clock.time(),
-            tasks=tasks,
-            targets=dag.targets,
-            resumed_from=self.resumed_from,
-        )
-        self.store.create_run(record)
-        self.store.flush()
-        status = self.status
+        order = dag.order
+        parents = dag.parents
         children = dag.children
-        for name in dag.order:
-            if name in status:
-                continue
-            status[name] = PENDING
-            pending_parents = sum(1 for p in dag.parents[name] if p not in self.copied)
-            self.waiting[name] = pending_parents
-            if pending_parents == 0:
-                self.ready.append((name, 1))
-        for name in dag.order:
-            consumers = sum(1 for c in children[name] if c not in self.copied)
-            if consumers:
-                self.consumers_left[name] = consumers
-            else:
-                self.results.pop(name, None)
+        copied = self.copied
+        tasks: dict[str, TaskRecord] = {}
+        for name in order:
+            record = copied.get(name)
+            tasks[name] = TaskRecord() if record is None else record
+        self.store.create_run(
+            RunRecord(
+                self.run_id,
+                dag.name,
+                self.clock.time(),
+                tasks=tasks,
+                targets=dag.targets,
+                resumed_from=self.resumed_from,
+            )
+        )
+        self.store.flush()
+        if copied:  # resume: kept tasks neither wait nor are waited for
+            waiting = {
+                n: sum(p not in copied for p in parents[n]) for n in order if n not in copied
+            }
+            consumers = {}
+            for name in order:
+                count = sum(c not in copied for c in children[name])
+                if count:
+                    consumers[name] = count
+            self.results = {n: r for n, r in self.results.items() if n in consumers}
+        else:
+            waiting = {n: len(parents[n]) for n in order}
+            consumers = {n: len(children[n]) for n in order if children[n]}
+        self.waiting = waiting
+        self.consumers_left = consumers
+        self.status.update(dict.fromkeys(waiting, PENDING))
+        self.ready.extend((n, 1) for n, count in waiting.items() if count == 0)
         if self.logger.isEnabledFor(logging.INFO):
             again = f" (resuming run {self.resumed_from})" if self.resumed_from else ""
             self.logger.info(
