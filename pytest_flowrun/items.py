@@ -152,7 +152,20 @@ def _dags_of(module: ModuleType, patterns: Sequence[str]) -> Iterator[tuple[str,
             yield attr, engine, dag
 
 
-class DagItem(pytest.Item):
+class _MessageItem(pytest.Item):
+    """An item whose failure is a ``DagFailure`` message, shown as is (no pytest traceback)."""
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, DagFailure):
+            return excinfo.value.text
+        return super().repr_failure(excinfo, style=style)  # pragma: no cover
+
+
+class DagItem(_MessageItem):
     """Validates one DAG and, with ``--flowrun-run``, runs it on virtual time."""
 
     def __init__(self, *, engine: Engine, dag_name: str, **kwargs: Any) -> None:
@@ -189,15 +202,6 @@ class DagItem(pytest.Item):
             lines.append(f"  {spec.name}  <- {deps}")
         return "\n".join(lines)
 
-    def repr_failure(
-        self,
-        excinfo: pytest.ExceptionInfo[BaseException],
-        style: Any = None,
-    ) -> str | TerminalRepr:
-        if isinstance(excinfo.value, DagFailure):
-            return excinfo.value.text
-        return super().repr_failure(excinfo, style=style)
-
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
         description = f"flowrun DAG {self.dag_name!r}"
         for spec in self.engine.registry.tasks_of(self.dag_name).values():
@@ -213,7 +217,7 @@ class DagItem(pytest.Item):
         return self.path, None, description
 
 
-class DagImportErrorItem(pytest.Item):
+class DagImportErrorItem(_MessageItem):
     """A DAG module that could not be imported: fails with the module's traceback."""
 
     def __init__(self, *, text: str, **kwargs: Any) -> None:
@@ -223,20 +227,11 @@ class DagImportErrorItem(pytest.Item):
     def runtest(self) -> None:
         raise DagFailure(self.text)
 
-    def repr_failure(
-        self,
-        excinfo: pytest.ExceptionInfo[BaseException],
-        style: Any = None,
-    ) -> str | TerminalRepr:
-        if isinstance(excinfo.value, DagFailure):
-            return excinfo.value.text
-        return super().repr_failure(excinfo, style=style)  # pragma: no cover
-
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
         return self.path, None, f"flowrun import of {self.path.name}"
 
 
-class NoDagFoundItem(pytest.Item):
+class NoDagFoundItem(_MessageItem):
     """Added when ``--flowrun`` found no DAG: a silent pass would hide a misconfigured glob."""
 
     def runtest(self) -> None:
@@ -247,15 +242,6 @@ class NoDagFoundItem(pytest.Item):
             "Engine or DagScope with tasks. Set the flowrun_files ini option (globs: 'name' "
             "matches file names, 'dir/name' path ends) or pass the DAG directory."
         )
-
-    def repr_failure(
-        self,
-        excinfo: pytest.ExceptionInfo[BaseException],
-        style: Any = None,
-    ) -> str | TerminalRepr:
-        if isinstance(excinfo.value, DagFailure):
-            return excinfo.value.text
-        return super().repr_failure(excinfo, style=style)  # pragma: no cover
 
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
         return self.path, None, "flowrun: no DAG found"

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support import FakeClock
 
 from flowrun import (
     DagEndEvent,
@@ -33,25 +34,6 @@ from flowrun import (
 from flowrun.state import RunRecord, TaskRecord
 
 WAIT_S = 5.0  # generous upper bound for something that is expected to happen
-
-
-class FakeClock:
-    """A clock whose time only moves when the engine sleeps on it (retry delays)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return 1_000_000.0 + self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 class BrokenSleepClock(FakeClock):

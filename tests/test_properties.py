@@ -15,29 +15,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import FakeClock
 
 from flowrun import DagEndEvent, Engine, build_default_engine, fn_hook
 
 ALWAYS = 1_000  # failures of a task that never succeeds
-
-
-class FakeClock:
-    """A clock whose time only moves when the engine sleeps on it (retry delays)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return 1_000_000.0 + self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from support import FakeClock
 
 from flowrun import (
     Engine,
@@ -16,25 +16,6 @@ from flowrun import (
     UnknownTaskError,
     build_default_engine,
 )
-
-
-class FakeClock:
-    """A clock whose time only moves when the engine sleeps on it (retry delays)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return 1_000_000.0 + self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 class Etl:
