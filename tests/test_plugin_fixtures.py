@@ -264,3 +264,45 @@ def test_pytest_asyncio_tests_on_virtual_time(pytester: pytest.Pytester) -> None
     )
     result = pytester.runpytest("-p", "asyncio", "--asyncio-mode=strict")
     result.assert_outcomes(passed=1)
+
+
+def test_works_under_pytest_timeout(pytester: pytest.Pytester) -> None:
+    """pytest-timeout counts real time: a DAG with hours of virtual back-off stays far inside
+    a 10-second limit, and a genuinely stuck sync task is still caught by it."""
+    pytester.makepyfile(
+        """
+        import threading
+
+        import pytest
+        from flowrun import build_default_engine
+
+        engine = build_default_engine()
+        flaky = {"calls": 0}
+        never = threading.Event()
+
+        @engine.task(dag="slow", retries=3, retry_delay_s=3600)
+        async def wait_hours():
+            flaky["calls"] += 1
+            if flaky["calls"] < 4:
+                raise ConnectionError("try later")
+            return flaky["calls"]
+
+        @engine.task(dag="stuck")
+        def stuck():
+            never.wait()
+
+        @pytest.mark.flowrun(engine, "slow")
+        def test_hours_of_backoff(flowrun_report, flowrun_clock):
+            assert flowrun_report["tasks"]["wait_hours"]["result"] == 4
+            assert flowrun_clock.monotonic() == 3600 + 7200 + 14400
+
+        def test_stuck_thread_is_caught(flowrun_run):
+            try:
+                flowrun_run(engine, "stuck")
+            finally:
+                never.set()
+        """
+    )
+    result = pytester.runpytest_subprocess("--timeout=2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*Timeout*2*"])
