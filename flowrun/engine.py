@@ -85,8 +85,9 @@ class Engine:
         self.state_store: StateStoreProtocol = (
             state_store if state_store is not None else InMemoryStateStore()
         )
-        self._hooks = HookDispatcher(list(hooks or ()), self.logger)
-        self._executor = executor
+        self.hooks: tuple[RunHook, ...] = tuple(hooks or ())
+        self.executor = executor  # None: sync tasks use a thread pool the engine owns
+        self._hooks = HookDispatcher(self.hooks, self.logger)
         self._owned_pool: ThreadPoolExecutor | None = None
         self._limiter = Limiter(self.config.max_parallel)
         self._dag_cache: dict[str, tuple[int, DAG]] = {}
@@ -264,8 +265,8 @@ class Engine:
         return await run.execute()
 
     def _executor_for_sync(self) -> Executor:
-        if self._executor is not None:
-            return self._executor
+        if self.executor is not None:
+            return self.executor
         pool = self._owned_pool
         if pool is None:
             pool = ThreadPoolExecutor(

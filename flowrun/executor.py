@@ -4,14 +4,20 @@ A sync attempt's timeout counts from when a worker thread starts it. When it exp
 attempt fails and its scheduling slot is freed, but Python cannot kill a thread: the function
 keeps running in its worker until it returns, and its late result is discarded. Long sync tasks
 should poll ``context.cancelled()``.
+
+On any other executor (a process pool, Dask) a sync attempt is submitted as a ``SyncCall``,
+which pickles; its timeout counts from the submission, since the driver cannot see when a
+worker starts it. On timeout the executor's future is cancelled: that drops a call not yet
+started, while a running one runs on in its worker and its late result is discarded. The
+task's ``RunContext`` travels without its cancellation signal (a thread event).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
+import pickle
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -24,7 +30,7 @@ from .task import TaskSpec
 if TYPE_CHECKING:
     from .scheduler import Run
 
-__all__ = ["Attempt", "EscalatedError"]
+__all__ = ["Attempt", "EscalatedError", "SyncCall"]
 
 
 class EscalatedError(Exception):
@@ -44,6 +50,7 @@ class Attempt:
 
     __slots__ = (
         "context",
+        "executor_name",
         "finished",
         "future",
         "number",
@@ -60,6 +67,7 @@ class Attempt:
         self.spec = spec
         self.number = number
         self.context = context
+        self.executor_name: str | None = None  # set when it runs on a non-thread executor
         self.future: asyncio.Future[Any] | None = None
         self.start_wall = 0.0
         self.start_mono = 0.0
@@ -104,7 +112,13 @@ class Attempt:
     def timeout_error(self) -> TaskTimeoutError:
         timeout = self.spec.timeout_s
         message = f"task {self.spec.name!r} timed out after {timeout:g}s (timeout_s={timeout:g})"
-        if not self.spec.is_async:
+        if self.executor_name is not None:
+            message += (
+                f" (counted from its submission to {self.executor_name}); the executor was "
+                "asked to cancel it, but a call already running in a worker cannot be "
+                "interrupted and runs on until it returns (the late result is discarded)"
+            )
+        elif not self.spec.is_async:
             message += (
                 "; its worker thread cannot be killed and runs on until the function returns "
                 "(the late result is discarded): poll context.cancelled() to stop early"
@@ -132,9 +146,14 @@ class Attempt:
                 )
             else:  # other executors (processes, Dask) need a picklable callable
                 self.start_mono = clock.monotonic()
-                future = loop.run_in_executor(
-                    executor, functools.partial(call_sync_task, spec.name, spec.func, args, kwargs)
+                self.executor_name = type(executor).__name__
+                context = self.context
+                if context is not None:  # its cancellation signal cannot leave this process
+                    args, kwargs = _with_portable_context(context, args, kwargs)
+                call = SyncCall(
+                    f"{run.run_id}/{spec.name}/{self.number}", spec.name, spec.func, args, kwargs
                 )
+                future = loop.run_in_executor(executor, call)
                 if spec.timeout_s is not None:
                     self.timer = loop.call_later(spec.timeout_s, self.time_out)
         except Exception as exc:  # e.g. an executor already shut down: the attempt fails
@@ -161,6 +180,147 @@ def _run_sync(
             attempt.context.set_deadline(start + timeout)
         attempt.run.loop.call_soon_threadsafe(attempt.on_thread_start)
     return call_sync_task(attempt.spec.name, func, args, kwargs)
+
+
+class SyncCall:
+    """One sync attempt as submitted to an executor that is not a ``ThreadPoolExecutor``
+    (a process pool, Dask): a picklable callable taking no arguments.
+
+    ``key`` is ``"{run_id}/{task}/{attempt}"``, for executors that label their work (the Dask
+    executor of ``flowrun.executors`` passes it as the Dask key); ``name`` is the task name.
+
+    Pickling a ``SyncCall`` pickles the function and its arguments into one payload up front:
+    when they cannot be pickled, what travels instead is a call that fails with a
+    ``pickle.PicklingError`` naming the task, so the executor's machinery never sees the error.
+    In the worker, the payload is unpickled when the call runs (a function the worker cannot
+    import fails the task, not the worker process), and the result, or the exception the task
+    raised, is checked to pickle before it is handed back to the executor.
+    """
+
+    __slots__ = ("args", "func", "key", "kwargs", "name")
+
+    def __init__(
+        self,
+        key: str,
+        name: str,
+        func: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.key = key
+        self.name = name
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+
+    def __call__(self) -> Any:  # run by an executor that does not pickle it
+        return call_sync_task(self.name, self.func, self.args, self.kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        try:
+            payload = pickle.dumps(
+                (self.func, self.args, self.kwargs), protocol=pickle.HIGHEST_PROTOCOL
+            )
+        except Exception as exc:
+            message = (
+                f"task {self.name!r} could not be pickled to send it to the executor: "
+                f"{_describe(exc)}; a task's function must be defined at module level and its "
+                "arguments (upstream results, context deps) must be picklable"
+            )
+            return (_FailedCall, (self.key, message))
+        return (_ReceivedCall, (self.key, self.name, payload))
+
+    def __repr__(self) -> str:
+        return f"SyncCall({self.key!r})"
+
+
+class _ReceivedCall:
+    """A ``SyncCall`` unpickled in a worker: its payload is unpickled when it runs."""
+
+    __slots__ = ("key", "name", "payload")
+
+    def __init__(self, key: str, name: str, payload: bytes) -> None:
+        self.key = key
+        self.name = name
+        self.payload = payload
+
+    def __call__(self) -> Any:
+        name = self.name
+        try:
+            func, args, kwargs = pickle.loads(self.payload)
+        except Exception as exc:
+            raise pickle.UnpicklingError(
+                f"task {name!r} could not be unpickled in the worker: {_describe(exc)}; a "
+                "task's function must be importable by the worker (defined at module level "
+                "of an importable module)"
+            ) from exc
+        try:
+            result = call_sync_task(name, func, args, kwargs)
+        except Exception as exc:
+            try:
+                pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+            except Exception as problem:
+                raise pickle.PicklingError(
+                    f"task {name!r} raised {_describe(exc)}, an exception that could not be "
+                    f"pickled to send it back from the worker: {_describe(problem)}"
+                ) from None
+            raise
+        try:
+            pickle.Pickler(_Discard(), protocol=pickle.HIGHEST_PROTOCOL).dump(result)
+        except Exception as exc:
+            raise pickle.PicklingError(
+                f"task {name!r} returned a result that could not be pickled to send it back "
+                f"from the worker: {_describe(exc)}; return picklable data (not e.g. an open "
+                "file, a lock, a connection or a lambda)"
+            ) from None
+        return result
+
+    def __repr__(self) -> str:
+        return f"SyncCall({self.key!r})"
+
+
+class _FailedCall:
+    """Stands in, in the worker, for a call whose function or arguments did not pickle."""
+
+    __slots__ = ("key", "message")
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+
+    def __call__(self) -> Any:
+        raise pickle.PicklingError(self.message)
+
+
+class _Discard:
+    """A file that drops what it is given: pickling into it only checks that a value pickles."""
+
+    __slots__ = ()
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def _describe(error: BaseException) -> str:
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _with_portable_context(
+    context: RunContext[Any], args: list[Any], kwargs: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """Replace the attempt's context by a copy without its cancellation signal (a thread
+    event, which cannot be pickled): in another process ``cancelled()`` stays False and
+    ``time_remaining_s()`` is None."""
+    portable: RunContext[Any] = RunContext(context.deps)
+    portable.run_id = context.run_id
+    portable.dag_name = context.dag_name
+    portable.task_name = context.task_name
+    portable.attempt = context.attempt
+    return (
+        [portable if a is context else a for a in args],
+        {k: portable if v is context else v for k, v in kwargs.items()},
+    )
 
 
 def call_sync_task(

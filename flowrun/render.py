@@ -1,12 +1,36 @@
-"""Drawings of a DAG: a plain-text listing, Mermaid and Graphviz DOT. All linear in size."""
+"""Drawings of DAGs and runs: a plain-text listing, Mermaid and Graphviz DOT for a DAG; a text
+table, Mermaid and DOT coloured by task status for a run report. All linear in size."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from .dag import DAG
 
-__all__ = ["FORMATS", "render_dag"]
+__all__ = [
+    "FORMATS",
+    "RUN_FORMATS",
+    "format_report",
+    "render_dag",
+    "render_run",
+    "trim_traceback",
+]
 
 FORMATS = ("text", "mermaid", "dot")
+RUN_FORMATS = ("text", "mermaid", "dot")
+
+# fill, stroke, text colour per task status (light fills: readable in light and dark themes)
+STATUS_COLOURS: dict[str, tuple[str, str, str]] = {
+    "SUCCESS": ("#d3f9d8", "#2b8a3e", "#1b4332"),
+    "FAILED": ("#ffe3e3", "#c92a2a", "#5c0a0a"),
+    "SKIPPED": ("#f1f3f5", "#868e96", "#495057"),
+    "RUNNING": ("#fff3bf", "#e67700", "#5c3c00"),
+    "PENDING": ("#ffffff", "#adb5bd", "#495057"),
+}
+_ERROR_CHARS = 60  # the error shown in a node of a run drawing is cut to this length
 
 
 def render_dag(dag: DAG, format: str = "text") -> str:
@@ -57,3 +81,177 @@ def _dot(dag: DAG) -> str:
 def _quote(name: str) -> str:
     """A DOT string literal; UTF-8 stays as is (Graphviz reads UTF-8, not \\u escapes)."""
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_run(
+    report: Mapping[str, Any],
+    format: str = "mermaid",
+    parents: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """Draw a run report in ``format``: ``"text"`` (``format_report``), ``"mermaid"`` or
+    ``"dot"``, each node coloured by its task's status and labelled with the status, the
+    attempts and the duration (and the error of a failed task). ``parents`` (e.g.
+    ``engine.get_dag(name).parents``) gives the edges; without it only the nodes are drawn."""
+    if format == "text":
+        return format_report(report)
+    if format == "mermaid":
+        return _run_mermaid(report, parents)
+    if format == "dot":
+        return _run_dot(report, parents)
+    raise ValueError(
+        f"unknown run display format {format!r}; choose one of {', '.join(RUN_FORMATS)}"
+    )
+
+
+def _run_edges(
+    tasks: Mapping[str, Any], parents: Mapping[str, Sequence[str]] | None
+) -> list[tuple[str, str]]:
+    if parents is None:
+        return []
+    return [(p, name) for name in tasks for p in parents.get(name, ()) if p in tasks]
+
+
+def _run_label_lines(name: str, info: Mapping[str, Any]) -> list[str]:
+    status = info["status"]
+    detail = status
+    attempt = info["attempt"]
+    if attempt > 1:
+        detail += f", {attempt} attempts"
+    started, finished = info["started_at"], info["finished_at"]
+    if status in ("SUCCESS", "FAILED") and started is not None and finished is not None:
+        detail += f", {finished - started:.3f}s"
+    lines = [name, detail]
+    error = info.get("error")
+    if status == "FAILED" and error:
+        first = str(error).splitlines()[0] if str(error) else ""
+        cut = first if len(first) <= _ERROR_CHARS else first[: _ERROR_CHARS - 3] + "..."
+        lines.append(cut)
+    return lines
+
+
+def _run_header(report: Mapping[str, Any]) -> str:
+    return f"run {report['run_id']} of DAG {report['dag_name']!r}: {report['status']}"
+
+
+def _run_mermaid(report: Mapping[str, Any], parents: Mapping[str, Sequence[str]] | None) -> str:
+    tasks: Mapping[str, Mapping[str, Any]] = report["tasks"]
+    ids = {name: f"t{i}" for i, name in enumerate(tasks)}
+    lines = ["flowchart TD", f"    %% {_run_header(report)}"]
+    if parents is None:
+        lines.append("    %% dependencies unknown: draw the run with its DAG to see the edges")
+    for name, info in tasks.items():
+        label = "<br/>".join(_mermaid_text(part) for part in _run_label_lines(name, info))
+        lines.append(f'    {ids[name]}["{label}"]')
+    for parent, child in _run_edges(tasks, parents):
+        lines.append(f"    {ids[parent]} --> {ids[child]}")
+    by_status: dict[str, list[str]] = {}
+    for name, info in tasks.items():
+        by_status.setdefault(info["status"], []).append(ids[name])
+    for status, nodes in by_status.items():
+        fill, stroke, colour = STATUS_COLOURS.get(status, STATUS_COLOURS["PENDING"])
+        css = status.lower()
+        lines.append(f"    classDef {css} fill:{fill},stroke:{stroke},color:{colour}")
+        lines.append(f"    class {','.join(nodes)} {css}")
+    return "\n".join(lines)
+
+
+def _mermaid_text(text: str) -> str:
+    """Text inside a quoted Mermaid label: entity codes for the characters Mermaid parses."""
+    return (
+        text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    )
+
+
+def _run_dot(report: Mapping[str, Any], parents: Mapping[str, Sequence[str]] | None) -> str:
+    tasks: Mapping[str, Mapping[str, Any]] = report["tasks"]
+    lines = [
+        f"digraph {_quote(report['dag_name'])} {{",
+        f"    // {_run_header(report)}",
+        "    rankdir=LR;",
+        '    node [shape=box, style="rounded,filled"];',
+    ]
+    for name, info in tasks.items():
+        fill, stroke, colour = STATUS_COLOURS.get(info["status"], STATUS_COLOURS["PENDING"])
+        label = "\\n".join(_quote(part)[1:-1] for part in _run_label_lines(name, info))
+        lines.append(
+            f'    {_quote(name)} [label="{label}", fillcolor="{fill}", color="{stroke}", '
+            f'fontcolor="{colour}"];'
+        )
+    for parent, child in _run_edges(tasks, parents):
+        lines.append(f"    {_quote(parent)} -> {_quote(child)};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def format_report(report: Mapping[str, Any], *, tracebacks: bool = True) -> str:
+    """A run report as text: one line per task (status, attempt, duration), then the error
+    and the traceback (trimmed to user code) of every failed task."""
+    tasks: Mapping[str, Mapping[str, Any]] = report["tasks"]
+    lines = [f"run {report['run_id']} of DAG {report['dag_name']!r}: {report['status']}"]
+    width = max([4, *(len(name) for name in tasks)])
+    lines.append(f"  {'task':<{width}}  {'status':<8}  {'attempt':>7}  {'duration':>10}")
+    for name, info in tasks.items():
+        started, finished = info["started_at"], info["finished_at"]
+        duration = "-" if started is None or finished is None else f"{finished - started:.3f}s"
+        lines.append(
+            f"  {name:<{width}}  {info['status']:<8}  {info['attempt']:>7}  {duration:>10}"
+        )
+    for name, info in tasks.items():
+        if info["status"] != "FAILED":
+            continue
+        lines.append("")
+        lines.append(f"task {name!r} failed on attempt {info['attempt']}: {info['error']}")
+        trace = info.get("traceback")
+        if tracebacks and trace:
+            lines.append(trim_traceback(trace).rstrip("\n"))
+    return "\n".join(lines)
+
+
+def _internal_dirs() -> tuple[str, ...]:
+    import concurrent.futures
+    import os
+    import threading
+
+    from . import engine
+
+    return (
+        os.path.dirname(engine.__file__) + os.sep,
+        os.path.dirname(asyncio.__file__) + os.sep,
+        os.path.dirname(concurrent.futures.__file__) + os.sep,
+        threading.__file__,
+    )
+
+
+def trim_traceback(text: str) -> str:
+    """Drop the frames of flowrun, asyncio and the thread pool from a formatted traceback, so
+    what is left is the user's code; a traceback with no user frame is returned unchanged."""
+    internal = _internal_dirs()
+    kept: list[str] = []
+    frame: list[str] = []
+    dropped = kept_frames = 0
+
+    def close_frame() -> None:
+        nonlocal dropped, kept_frames
+        if not frame:
+            return
+        match = re.match(r'\s*File "([^"]+)"', frame[0])
+        if match and match.group(1).startswith(internal):
+            dropped += 1
+        else:
+            kept_frames += 1
+            kept.extend(frame)
+        frame.clear()
+
+    for line in text.splitlines(keepends=True):
+        if line.startswith('  File "'):
+            close_frame()
+            frame.append(line)
+        elif frame and line.startswith("    "):
+            frame.append(line)
+        else:
+            close_frame()
+            kept.append(line)
+    close_frame()
+    if not kept_frames or not dropped:
+        return text
+    return "".join(kept)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import selectors
+import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 from .clock import Clock
@@ -42,9 +43,11 @@ from .hooks import (
     TaskSuccessEvent,
 )
 from .overrides import override_tasks
+from .render import format_report, trim_traceback
 
 __all__ = [
     "DEFAULT_EPOCH",
+    "ExecutorContract",
     "RecordingHook",
     "VirtualClock",
     "VirtualTimeLoop",
@@ -54,6 +57,7 @@ __all__ = [
     "override_tasks",
     "run_dag",
     "run_virtual",
+    "trim_traceback",
     "virtual_loop_factory",
 ]
 
@@ -360,75 +364,230 @@ def run_dag(
     return engine.get_run_report(run_id)
 
 
-def format_report(report: Mapping[str, Any], *, tracebacks: bool = True) -> str:
-    """A run report as text: one line per task (status, attempt, duration), then the error
-    and the traceback (trimmed to user code) of every failed task."""
-    tasks: Mapping[str, Mapping[str, Any]] = report["tasks"]
-    lines = [f"run {report['run_id']} of DAG {report['dag_name']!r}: {report['status']}"]
-    width = max([4, *(len(name) for name in tasks)])
-    lines.append(f"  {'task':<{width}}  {'status':<8}  {'attempt':>7}  {'duration':>10}")
-    for name, info in tasks.items():
-        started, finished = info["started_at"], info["finished_at"]
-        duration = "-" if started is None or finished is None else f"{finished - started:.3f}s"
-        lines.append(
-            f"  {name:<{width}}  {info['status']:<8}  {info['attempt']:>7}  {duration:>10}"
+# -- the executor contract ---------------------------------------------------------------------
+# Task functions of the contract suite: module level, so that process pools and Dask workers
+# import them by reference.
+
+
+def _contract_numbers() -> list[int]:
+    return [1, 2, 3]
+
+
+def _contract_total(numbers: list[int]) -> int:
+    return sum(numbers)
+
+
+def _contract_fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def _contract_count(upstream: Mapping[str, Any]) -> int:  # pragma: no cover - skipped
+    return len(upstream)
+
+
+def _contract_flaky(context: RunContext[Any]) -> int:
+    if context.attempt < 2:
+        raise ConnectionError(f"attempt {context.attempt} of {context.task_name!r} lost")
+    return context.attempt
+
+
+def _contract_nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return "woke up"
+
+
+def _contract_spin(seconds: float) -> float:
+    """Pure-Python work for ``seconds`` of this process's CPU time or less."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return seconds
+
+
+def _contract_blob(size: int) -> bytes:
+    return bytes(range(256)) * (size // 256)
+
+
+def _contract_size(blob: bytes) -> int:
+    return len(blob)
+
+
+def _contract_lock() -> Any:
+    return threading.Lock()
+
+
+def _contract_meet(barrier: Any, who: str) -> str:
+    barrier.wait()  # both tasks must be running at once for either to get past this
+    return who
+
+
+class _CountingExecutor(Executor):
+    """Forwards to ``inner`` and records the largest number of calls in flight at once."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.in_flight = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        future = self.inner.submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+
+class ExecutorContract:
+    """What any ``concurrent.futures.Executor`` given to ``build_default_engine(executor=...)``
+    must do for sync tasks, as a class-based pytest suite. Plug an executor in by subclassing
+    it in a test module that provides an ``executor`` fixture (at least 2 workers)::
+
+        @pytest.fixture(scope="module")
+        def executor():
+            with ProcessPoolExecutor(2) as pool:
+                yield pool
+
+        class TestMyPool(ExecutorContract):
+            pickles = True  # False if the executor runs calls in this process (threads)
+
+    The class name does not start with ``Test``, so pytest collects only the subclasses. The
+    task functions are module-level functions of ``flowrun.testing``, which workers must be
+    able to import. Each test builds its own engine on real time; none closes the executor.
+    """
+
+    pickles: bool = True
+    """Whether the executor pickles calls and results (processes, Dask) or not (threads)."""
+
+    timeout_s: float = 0.3
+    """The timeout given to a task that sleeps ``8 * timeout_s`` in the timeout test."""
+
+    def engine(self, executor: Executor, **options: Any) -> Engine:
+        from .engine import build_default_engine
+
+        return build_default_engine(executor=executor, **options)
+
+    def run(self, engine: Engine, dag: str, **options: Any) -> dict[str, Any]:
+        from .clock import SystemClock
+
+        return run_dag(engine, dag, clock=SystemClock(), **options)
+
+    def test_results_flow_downstream(self, executor: Executor) -> None:
+        engine = self.engine(executor)
+        engine.task(name="numbers", dag="flow")(_contract_numbers)
+        engine.task(name="total", dag="flow", deps=["numbers"])(_contract_total)
+        report = self.run(engine, "flow")
+        assert report["status"] == "SUCCESS", format_report(report)
+        assert report["tasks"]["numbers"]["result"] == [1, 2, 3]
+        assert report["tasks"]["total"]["result"] == 6
+
+    def test_failure_keeps_the_exception_type(self, executor: Executor) -> None:
+        engine = self.engine(executor)
+        engine.task_template(_contract_fail, dag="fail").bind("broken", message="bad row 42")
+        engine.task(name="after", dag="fail", deps=["broken"])(_contract_count)
+        report = self.run(engine, "fail")
+        broken = report["tasks"]["broken"]
+        assert report["status"] == "FAILED"
+        assert broken["status"] == "FAILED"
+        assert broken["error"] == "ValueError: bad row 42"
+        assert "bad row 42" in broken["traceback"]
+        assert report["tasks"]["after"]["status"] == "SKIPPED"
+
+    def test_retries(self, executor: Executor) -> None:
+        hook = RecordingHook()
+        engine = self.engine(executor, hooks=[hook])
+        engine.task(name="flaky", dag="retry", retries=1)(_contract_flaky)
+        report = self.run(engine, "retry")
+        flaky = report["tasks"]["flaky"]
+        assert flaky["status"] == "SUCCESS", format_report(report)
+        assert flaky["attempt"] == 2
+        assert flaky["result"] == 2
+        (retry,) = hook.of(TaskRetryEvent)
+        assert retry.error == "ConnectionError: attempt 1 of 'flaky' lost"
+
+    def test_timeout_fails_the_attempt_without_waiting_for_it(self, executor: Executor) -> None:
+        engine = self.engine(executor)
+        nap = 8 * self.timeout_s
+        engine.task_template(_contract_nap, dag="slow", timeout_s=self.timeout_s).bind(
+            "nap", seconds=nap
         )
-    for name, info in tasks.items():
-        if info["status"] != "FAILED":
-            continue
-        lines.append("")
-        lines.append(f"task {name!r} failed on attempt {info['attempt']}: {info['error']}")
-        trace = info.get("traceback")
-        if tracebacks and trace:
-            lines.append(trim_traceback(trace).rstrip("\n"))
-    return "\n".join(lines)
+        engine.task(name="numbers", dag="slow")(_contract_numbers)
+        started = time.monotonic()
+        report = self.run(engine, "slow")
+        elapsed = time.monotonic() - started
+        error = report["tasks"]["nap"]["error"]
+        assert report["tasks"]["nap"]["status"] == "FAILED"
+        assert error.startswith(f"TaskTimeoutError: task 'nap' timed out after {self.timeout_s:g}s")
+        assert report["tasks"]["numbers"]["status"] == "SUCCESS"
+        assert elapsed < nap / 2, f"the run waited {elapsed:.2f}s for a timed-out task"
 
+    def test_max_parallel_bounds_calls_in_flight(self, executor: Executor) -> None:
+        counting = _CountingExecutor(executor)
+        engine = self.engine(counting, max_parallel=2)
+        template = engine.task_template(_contract_spin, dag="wide")
+        for i in range(6):
+            template.bind(f"spin{i}", seconds=0.02)
+        report = self.run(engine, "wide")
+        assert report["status"] == "SUCCESS", format_report(report)
+        assert counting.peak == 2
 
-def _internal_dirs() -> tuple[str, ...]:
-    import concurrent.futures
-    import os
-    import threading
+    def test_large_results_come_back(self, executor: Executor) -> None:
+        size = 10 * 1024 * 1024
+        engine = self.engine(executor)
+        engine.task_template(_contract_blob, dag="big").bind("blob", size=size)
+        engine.task(name="size", dag="big", deps=["blob"])(_contract_size)
+        report = self.run(engine, "big")
+        assert report["status"] == "SUCCESS", format_report(report)
+        assert report["tasks"]["blob"]["result"] == _contract_blob(size)
+        assert report["tasks"]["size"]["result"] == size
 
-    from . import engine
+    def test_unpicklable_function_fails_only_its_task(self, executor: Executor) -> None:
+        def local_function() -> int:  # cannot be pickled by reference
+            return 1
 
-    return (
-        os.path.dirname(engine.__file__) + os.sep,
-        os.path.dirname(asyncio.__file__) + os.sep,
-        os.path.dirname(concurrent.futures.__file__) + os.sep,
-        threading.__file__,
-    )
-
-
-def trim_traceback(text: str) -> str:
-    """Drop the frames of flowrun, asyncio and the thread pool from a formatted traceback, so
-    what is left is the user's code; a traceback with no user frame is returned unchanged."""
-    internal = _internal_dirs()
-    kept: list[str] = []
-    frame: list[str] = []
-    dropped = kept_frames = 0
-
-    def close_frame() -> None:
-        nonlocal dropped, kept_frames
-        if not frame:
+        engine = self.engine(executor)
+        engine.task(name="local", dag="local")(local_function)
+        engine.task(name="numbers", dag="local")(_contract_numbers)
+        report = self.run(engine, "local")
+        assert report["tasks"]["numbers"]["status"] == "SUCCESS"
+        local = report["tasks"]["local"]
+        if not self.pickles:
+            assert local["status"] == "SUCCESS", format_report(report)
             return
-        match = re.match(r'\s*File "([^"]+)"', frame[0])
-        if match and match.group(1).startswith(internal):
-            dropped += 1
-        else:
-            kept_frames += 1
-            kept.extend(frame)
-        frame.clear()
+        assert local["status"] == "FAILED"
+        assert local["error"].startswith(
+            "PicklingError: task 'local' could not be pickled to send it to the executor: "
+        ), local["error"]
 
-    for line in text.splitlines(keepends=True):
-        if line.startswith('  File "'):
-            close_frame()
-            frame.append(line)
-        elif frame and line.startswith("    "):
-            frame.append(line)
-        else:
-            close_frame()
-            kept.append(line)
-    close_frame()
-    if not kept_frames or not dropped:
-        return text
-    return "".join(kept)
+    def test_unpicklable_result_fails_only_its_task(self, executor: Executor) -> None:
+        engine = self.engine(executor)
+        engine.task(name="lock", dag="lock")(_contract_lock)
+        engine.task(name="numbers", dag="lock")(_contract_numbers)
+        report = self.run(engine, "lock")
+        assert report["tasks"]["numbers"]["status"] == "SUCCESS"
+        lock = report["tasks"]["lock"]
+        if not self.pickles:
+            assert lock["status"] == "SUCCESS", format_report(report)
+            return
+        assert lock["status"] == "FAILED"
+        assert lock["error"].startswith(
+            "PicklingError: task 'lock' returned a result that could not be pickled"
+        ), lock["error"]
+
+    def test_independent_tasks_run_concurrently(self, executor: Executor) -> None:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Manager() as manager:
+            barrier = manager.Barrier(2, timeout=30)  # a proxy: it pickles and works anywhere
+            engine = self.engine(executor, max_parallel=2)
+            template = engine.task_template(_contract_meet, dag="meet")
+            template.bind("left", barrier=barrier, who="left")
+            template.bind("right", barrier=barrier, who="right")
+            report = self.run(engine, "meet")
+        assert report["status"] == "SUCCESS", format_report(report)
+        assert report["tasks"]["left"]["result"] == "left"

@@ -47,4 +47,4 @@ def test_quickstart_example_runs(
 def test_quick_start_commands_are_the_ci_commands() -> None:
     text = README.read_text(encoding="utf-8")
     assert 'python -m pip install -e ".[test]" && python -m pytest' in text
-    assert "python -m pip install -e . && python examples/quickstart.py" in text
+    assert "python -m pip install -e . && flowrun run examples/daily_etl.py" in text
