@@ -66,12 +66,7 @@ class InMemoryStateStore:
         error: str,
         traceback: str | None,
     ) -> None:
-        rec = self._task(run_id, task)
-        rec.status = FAILED
-        rec.started_at = started_at
-        rec.finished_at = finished_at
-        rec.error = error
-        rec.traceback = traceback
+        self._attempt_failed(run_id, task, FAILED, started_at, finished_at, error, traceback)
 
     def mark_retry(
         self,
@@ -82,8 +77,21 @@ class InMemoryStateStore:
         error: str,
         traceback: str | None,
     ) -> None:
+        self._attempt_failed(run_id, task, PENDING, started_at, finished_at, error, traceback)
+
+    def _attempt_failed(
+        self,
+        run_id: str,
+        task: str,
+        status: str,
+        started_at: float,
+        finished_at: float,
+        error: str,
+        traceback: str | None,
+    ) -> None:
+        """FAILED for good, or PENDING again for a retry; the attempt's error stays visible."""
         rec = self._task(run_id, task)
-        rec.status = PENDING
+        rec.status = status
         rec.started_at = started_at
         rec.finished_at = finished_at
         rec.error = error
