@@ -6,7 +6,8 @@ an unknown DAG, task or run id). Errors go to stderr.
 
 The state lives in the SQLite database ``.flowrun/flowrun.sqlite`` under the current directory
 (``--db PATH`` or ``FLOWRUN_DB`` to change it; ``--db :memory:`` keeps nothing), created on
-the first run, so ``runs``, ``show`` and ``resume`` work across invocations.
+the first run, so ``runs``, ``show`` and ``resume`` work across invocations. Results are
+stored as JSON unless ``--serializer pickle`` (or ``FLOWRUN_SERIALIZER=pickle``) says otherwise.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from .errors import DagValidationError, UnknownDagError, UnknownRunError, Unknow
 from .hooks import DagStartEvent, RunHook
 from .progress import PROGRESS_MODES, LiveProgress, PlainProgress
 from .render import FORMATS, RUN_FORMATS, format_report, render_run
+from .report import build_report
 from .state.memory import InMemoryStateStore
 from .state.protocol import StateStoreProtocol
-from .state.records import SUCCESS
+from .state.records import FAILED, SUCCESS
+from .state.serializers import JsonSerializer, PickleSerializer, ResultSerializer
 from .state.sqlite import SqliteStateStore, StateDatabaseError
 
 __all__ = ["DEFAULT_DB", "main"]
@@ -49,6 +52,11 @@ DEFAULT_DB = os.path.join(".flowrun", "flowrun.sqlite")
 MEMORY_DB = ":memory:"
 STATUSES = ("SUCCESS", "FAILED", "RUNNING")
 PREFIX_SCAN = 500  # a run id prefix is looked up among this many newest runs
+SERIALIZERS: dict[str, Callable[[], ResultSerializer]] = {
+    "json": JsonSerializer,
+    "pickle": PickleSerializer,
+}
+"""``--serializer`` / ``FLOWRUN_SERIALIZER``: how the database stores task results."""
 
 
 class UsageError(Exception):
@@ -292,16 +300,28 @@ def open_store(args: argparse.Namespace, *, create: bool) -> Iterator[StateStore
     """The command's state store. A read-only command (``create=False``) on a database that
     does not exist yet sees an empty store and creates nothing."""
     path = db_path(args)
+    serializer = SERIALIZERS[serializer_name(args)]()
     if path == MEMORY_DB or (not create and not Path(path).exists()):
         yield InMemoryStateStore()
         return
     if create:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStateStore(path, recover=True)
+    store = SqliteStateStore(path, serializer, recover=True)
     try:
         yield store
     finally:
         store.close()
+
+
+def serializer_name(args: argparse.Namespace) -> str:
+    """``--serializer``, else ``FLOWRUN_SERIALIZER``, else ``json``."""
+    name: str = args.serializer or os.environ.get("FLOWRUN_SERIALIZER") or "json"
+    if name not in SERIALIZERS:
+        raise UsageError(
+            f"FLOWRUN_SERIALIZER={name!r} is not a serializer; choose one of "
+            f"{', '.join(SERIALIZERS)}"
+        )
+    return name
 
 
 def find_run(store: StateStoreProtocol, run_id: str, args: argparse.Namespace) -> str:
@@ -420,19 +440,45 @@ def execute(
         finally:
             runner.close()
         report = runner.get_run_report(run_id)
+    hint = _encoding_hint(args, report)
     if args.json:
         _print_json(report)
+        if hint:
+            print(hint, file=sys.stderr)
     else:
         print(format_report(report))
+        if hint:
+            print(f"\n{hint}")
         if report["status"] != SUCCESS:
             print(f"\nresume after fixing the cause:\n  {_resume_command(args, run_id)}")
     return 0 if report["status"] == SUCCESS else 1
+
+
+def _encoding_hint(args: argparse.Namespace, report: dict[str, Any]) -> str | None:
+    """For a task that failed because JSON cannot store its result: how to store it anyway."""
+    if serializer_name(args) != "json":
+        return None  # pickle refused it too: the error's own fix (retain_result=False) stands
+    names = [
+        name
+        for name, info in report["tasks"].items()
+        if info["status"] == FAILED and str(info["error"]).startswith("ResultEncodingError:")
+    ]
+    if not names:
+        return None
+    which = ", ".join(repr(name) for name in names)
+    return (
+        f"hint: the database stores results as JSON, which cannot store the result of {which}; "
+        "run with --serializer pickle (or FLOWRUN_SERIALIZER=pickle) to store any picklable "
+        "result, and pass it to every command that reads those runs (runs, show, resume)"
+    )
 
 
 def _resume_command(args: argparse.Namespace, run_id: str) -> str:
     parts = ["flowrun", "resume", run_id, args.target]
     if args.db:
         parts += ["--db", args.db]
+    if args.serializer:
+        parts += ["--serializer", args.serializer]
     if args.context:
         parts += ["--context", args.context]
     return " ".join(_shell_quote(p) for p in parts)
@@ -612,7 +658,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with open_store(args, create=False) as store:
         run_id = find_run(store, args.run_id, args)
-        report = Engine(state_store=store).get_run_report(run_id)
+        record = store.load_run(run_id)
+    report = build_report(record)
     if args.json:
         _print_json(report)
         return 0
@@ -620,11 +667,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"started {_when(report['created_at'])}, took {_took(report)}")
         print(format_report(report))
         return 0
-    parents = None
-    if args.target is not None:
+    parents: dict[str, tuple[str, ...]] = {n: t.deps for n, t in record.tasks.items()}
+    if args.target is not None and not any(parents.values()):
+        # no edge recorded: a run of an older flowrun (or a DAG without any); ask TARGET
         target = load_target(args.target)
         engine, _ = target.resolve(report["dag_name"], "show")
-        parents = engine.get_dag(report["dag_name"]).parents
+        parents = dict(engine.get_dag(report["dag_name"]).parents)
     print(render_run(report, args.format, parents))
     return 0
 
@@ -670,6 +718,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         metavar="PATH",
         help=f"state database (default: $FLOWRUN_DB or {DEFAULT_DB}; ':memory:' keeps nothing)",
+    )
+    db.add_argument(
+        "--serializer",
+        choices=tuple(SERIALIZERS),
+        help="how the database stores task results: json (default, or $FLOWRUN_SERIALIZER) or "
+        "pickle (any picklable result; only for databases you trust)",
     )
     running = _Parser(add_help=False)
     running.add_argument(
@@ -755,12 +809,21 @@ def build_parser() -> argparse.ArgumentParser:
         "target",
         metavar="TARGET",
         nargs="?",
-        help="the pipeline, to draw the run's dependencies with --format mermaid|dot",
+        help="optional: the pipeline, to draw the dependencies of a run recorded by a "
+        "flowrun that did not keep them",
     )
     p.add_argument("--format", choices=RUN_FORMATS, default="text")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.set_defaults(handler=cmd_show)
     return parser
+
+
+def _serializer_hint(message: str) -> str:
+    """The command-line spelling of a store error's "open the database with serializer=..."."""
+    for name, factory in SERIALIZERS.items():
+        if f"serializer={factory()!r}" in message:
+            return f" (on the command line: --serializer {name})"
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -773,7 +836,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowrun: error: {exc}", file=sys.stderr)
         return 2
     except StateDatabaseError as exc:
-        print(f"flowrun: error: {exc}", file=sys.stderr)
+        print(f"flowrun: error: {exc}{_serializer_hint(str(exc))}", file=sys.stderr)
         return 2
     except (CommandFailed, DagValidationError) as exc:
         print(f"flowrun: error: {exc}", file=sys.stderr)

@@ -18,7 +18,7 @@ from .dag import DAG, build_dag
 from .errors import UnknownDagError
 from .hooks import HookDispatcher, RunHook
 from .overrides import override_tasks
-from .render import render_dag
+from .render import render_dag, render_run
 from .report import build_report
 from .scheduler import Limiter, Run
 from .state.memory import InMemoryStateStore
@@ -285,6 +285,13 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """Reports of past runs, newest first."""
         return [build_report(r) for r in self.state_store.list_runs(dag_name, status, limit)]
+
+    def display_run(self, run_id: str, format: str = "mermaid") -> str:
+        """Draw a run: ``"mermaid"`` (default), ``"dot"`` or ``"text"``, each task coloured by
+        its status, with the edges the run recorded (no need for the code that defined it)."""
+        run = self.state_store.load_run(run_id)
+        parents = {name: rec.deps for name, rec in run.tasks.items()}
+        return render_run(build_report(run), format, parents)
 
     # -- resources -------------------------------------------------------------------------
     def close(self) -> None:

@@ -91,7 +91,8 @@ def render_run(
     """Draw a run report in ``format``: ``"text"`` (``format_report``), ``"mermaid"`` or
     ``"dot"``, each node coloured by its task's status and labelled with the status, the
     attempts and the duration (and the error of a failed task). ``parents`` (e.g.
-    ``engine.get_dag(name).parents``) gives the edges; without it only the nodes are drawn."""
+    ``engine.get_dag(name).parents``) gives the edges; without it only the nodes are drawn.
+    ``engine.display_run(run_id)`` draws a stored run with the edges the run recorded."""
     if format == "text":
         return format_report(report)
     if format == "mermaid":

@@ -16,6 +16,7 @@ import traceback
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Executor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
@@ -157,7 +158,8 @@ class Run:
         tasks: dict[str, TaskRecord] = {}
         for name in order:
             record = copied.get(name)
-            tasks[name] = TaskRecord() if record is None else record
+            deps = parents[name]  # the run keeps its edges: it can be drawn without its code
+            tasks[name] = TaskRecord(deps=deps) if record is None else replace(record, deps=deps)
         self.store.create_run(
             RunRecord(
                 self.run_id,

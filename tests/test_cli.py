@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -99,6 +100,26 @@ BAD_DAGS = textwrap.dedent(
     engine.task("extract", dag="typo")(lambda: 1)
     engine.task("transform", dag="typo", deps=["extarct"])(lambda extarct: extarct)
     engine.task("only", dag="fine")(lambda: 1)
+    """
+)
+
+
+PERIODS = textwrap.dedent(
+    """
+    from flowrun import build_default_engine
+
+    engine = build_default_engine()
+
+
+    @engine.task(dag="periods")
+    def period() -> tuple[int, int]:
+        return (2024, 1)
+
+
+    @engine.task(dag="periods", deps=[period])
+    def label(period: tuple[int, int]) -> str:
+        year, month = period  # a list would do too; the tuple is what JSON cannot keep
+        return f"{year}-{month:02d}"
     """
 )
 
@@ -236,14 +257,29 @@ def test_show_draws_a_run_as_mermaid_and_dot_coloured_by_status(project: Path) -
     assert "class t0 success" in mermaid
     assert "class t2 skipped" in mermaid
 
-    no_edges = flowrun(project, "show", run_id, "--format", "mermaid").stdout
-    assert "-->" not in no_edges
-    assert "class t1 failed" in no_edges
+    without_target = flowrun(project, "show", run_id, "--format", "mermaid")
+    assert without_target.returncode == 0, without_target.stderr
+    assert without_target.stdout == mermaid  # the database keeps the edges
 
     dot = flowrun(project, "show", run_id, "pipeline.py", "--format", "dot").stdout
     assert dot.startswith('digraph "etl" {')
     assert '"transform" -> "load";' in dot
     assert 'fillcolor="#ffe3e3"' in dot
+    assert flowrun(project, "show", run_id, "--format", "dot").stdout == dot
+
+
+def test_show_of_a_run_recorded_without_edges_takes_them_from_target(project: Path) -> None:
+    run_id = as_json(flowrun(project, "run", "pipeline.py", "etl", "--json"))["run_id"]
+    with sqlite3.connect(project / ".flowrun" / "flowrun.sqlite") as conn:
+        conn.execute("UPDATE tasks SET deps = NULL")  # as a flowrun before schema 2 wrote it
+    conn.close()
+    no_edges = flowrun(project, "show", run_id, "--format", "mermaid")
+    assert no_edges.returncode == 0, no_edges.stderr
+    assert "-->" not in no_edges.stdout
+    assert 't2["load<br/>SUCCESS' in no_edges.stdout
+    with_target = flowrun(project, "show", run_id, "pipeline.py", "--format", "mermaid")
+    assert with_target.returncode == 0, with_target.stderr
+    assert "    t0 --> t1\n    t1 --> t2\n" in with_target.stdout
 
 
 def test_show_unknown_and_ambiguous_run_ids_exit_2(project: Path) -> None:
@@ -551,3 +587,73 @@ def test_a_file_named_like_a_loaded_module_still_loads(project: Path) -> None:
     proc = flowrun(project, "run", "sub/json.py", "fan", "--json")
     assert proc.returncode == 0, proc.stderr
     assert as_json(proc)["status"] == "SUCCESS"
+
+
+def test_serializer_pickle_stores_what_json_cannot(project: Path) -> None:
+    (project / "periods.py").write_text(PERIODS, encoding="utf-8")
+    failed = flowrun(project, "run", "periods.py")
+    assert failed.returncode == 1
+    assert "task 'period' failed on attempt 1: ResultEncodingError: task 'period' returned a " in (
+        failed.stdout
+    )
+    assert "skipped label" in failed.stdout
+    assert "hint: the database stores results as JSON, which cannot store the result of " in (
+        failed.stdout
+    )
+    assert "run with --serializer pickle (or FLOWRUN_SERIALIZER=pickle)" in failed.stdout
+    as_json_output = flowrun(project, "run", "periods.py", "--json")
+    assert as_json_output.returncode == 1
+    assert as_json(as_json_output)["tasks"]["period"]["status"] == "FAILED"  # stdout: JSON only
+    assert "--serializer pickle" in as_json_output.stderr
+
+    ok = flowrun(project, "run", "periods.py", "--serializer", "pickle")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "of DAG 'periods': SUCCESS" in ok.stdout
+    assert "hint:" not in ok.stdout
+    run_id = as_json(flowrun(project, "runs", "--serializer", "pickle", "--json"))[0]["run_id"]
+
+    shown = flowrun(project, "show", run_id, "--serializer", "pickle")
+    assert shown.returncode == 0, shown.stderr
+    assert f"run {run_id} of DAG 'periods': SUCCESS" in shown.stdout
+    report = as_json(flowrun(project, "show", run_id, "--json", "--serializer", "pickle"))
+    assert report["tasks"]["period"]["result"] == [2024, 1]  # the tuple, printed as JSON
+    assert report["tasks"]["label"]["result"] == "2024-01"
+    by_env = flowrun(project, "show", run_id, "--json", env={"FLOWRUN_SERIALIZER": "pickle"})
+    assert as_json(by_env) == report
+
+    as_json_db = flowrun(project, "show", run_id)  # read back with the default serializer
+    assert as_json_db.returncode == 2
+    assert "in the 'pickle' format, but this store's serializer is 'json'" in as_json_db.stderr
+    assert "(on the command line: --serializer pickle)" in as_json_db.stderr
+
+
+def test_resume_command_keeps_the_serializer(project: Path) -> None:
+    (project / "broken.flag").touch()
+    failed = flowrun(project, "run", "pipeline.py", "etl", "--serializer", "pickle")
+    assert failed.returncode == 1
+    run_id = as_json(flowrun(project, "runs", "--json", "--serializer", "pickle"))[0]["run_id"]
+    assert f"flowrun resume {run_id} pipeline.py --serializer pickle" in failed.stdout
+    assert "hint:" not in failed.stdout  # a task error, not a result JSON cannot store
+    (project / "broken.flag").unlink()
+    resumed = flowrun(project, "resume", run_id, "pipeline.py", "--serializer", "pickle")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "resume", "runs", "show"])
+def test_an_unknown_serializer_is_a_usage_error(project: Path, command: str) -> None:
+    args = {
+        "run": ["run", "pipeline.py", "etl"],
+        "resume": ["resume", "abc", "pipeline.py"],
+        "runs": ["runs"],
+        "show": ["show", "abc"],
+    }[command]
+    flag = flowrun(project, *args, "--serializer", "yaml")
+    assert flag.returncode == 2
+    assert "invalid choice: 'yaml'" in flag.stderr
+    assert "'json', 'pickle'" in flag.stderr or "json, pickle" in flag.stderr
+    env = flowrun(project, *args, env={"FLOWRUN_SERIALIZER": "yaml"})
+    assert env.returncode == 2
+    assert "FLOWRUN_SERIALIZER='yaml' is not a serializer; choose one of json, pickle" in (
+        env.stderr
+    )
+    assert not (project / ".flowrun").exists()  # refused before anything ran or was created

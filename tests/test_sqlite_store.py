@@ -521,7 +521,7 @@ async def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> N
     assert_refused(db, "written by a newer flowrun (schema version 99", "upgrade flowrun")
     assert db.read_bytes() == content
     conn = raw(db)
-    conn.execute("PRAGMA user_version = 1")
+    conn.execute(f"PRAGMA user_version = {sqlite_module.SCHEMA_VERSION}")
     conn.close()
     with SqliteStateStore(db) as store:  # the data is all there
         assert store.load_run(run_id).status == "SUCCESS"
@@ -679,13 +679,90 @@ async def test_an_older_schema_is_migrated_at_open(
     def add_note(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(sqlite_module.MIGRATIONS, 2, add_note)
+    upgraded = sqlite_module.SCHEMA_VERSION + 1
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", upgraded)
+    monkeypatch.setitem(sqlite_module.MIGRATIONS, upgraded, add_note)
     with SqliteStateStore(db) as store:
         assert store.load_run(run_id).status == "SUCCESS"
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (upgraded,)
         assert "note" in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+
+
+def write_v1_database(db: Path) -> None:
+    """A file as flowrun's schema version 1 wrote it (the DDL of ``_create_v1``, verbatim):
+    run ``old`` of DAG ``p`` (first -> second -> third) that failed at ``third``."""
+    with raw(db) as conn:
+        conn.execute(
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE, "
+            "dag_name TEXT NOT NULL, created_at REAL NOT NULL, status TEXT NOT NULL, "
+            "finished_at REAL, targets TEXT, resumed_from TEXT, owner_pid INTEGER NOT NULL, "
+            "owner_started TEXT, owner_host TEXT NOT NULL)"
+        )
+        conn.execute("CREATE INDEX runs_newest ON runs (created_at, id)")
+        conn.execute("CREATE INDEX runs_dag_newest ON runs (dag_name, created_at, id)")
+        conn.execute(
+            "CREATE TABLE tasks (run INTEGER NOT NULL REFERENCES runs (id), "
+            "position INTEGER NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL, "
+            "attempt INTEGER NOT NULL, started_at REAL, finished_at REAL, error TEXT, "
+            "traceback TEXT, result BLOB, result_format TEXT, PRIMARY KEY (run, position))"
+        )
+        conn.execute(
+            "INSERT INTO runs VALUES (1, 'old', 'p', 10.0, 'FAILED', 12.0, NULL, NULL, 1, "
+            "NULL, 'elsewhere')"
+        )
+        conn.executemany(
+            "INSERT INTO tasks VALUES (1, ?, ?, ?, 1, 10.0, 11.0, ?, NULL, ?, ?)",
+            [
+                (0, "first", "SUCCESS", None, b"[1, 2]", "json"),
+                (1, "second", "SUCCESS", None, b'{"sum": 3}', "json"),
+                (2, "third", "FAILED", "RuntimeError: bad data", None, None),
+            ],
+        )
+        conn.execute(f"PRAGMA application_id = {sqlite_module.APPLICATION_ID}")
+        conn.execute("PRAGMA user_version = 1")
+
+
+async def test_a_version_1_database_gains_task_deps_and_keeps_its_runs(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    write_v1_database(db)
+    with SqliteStateStore(db) as store:
+        old = store.load_run("old")
+        assert (old.dag_name, old.status, old.created_at) == ("p", "FAILED", 10.0)
+        assert {n: (t.status, t.result, t.deps) for n, t in old.tasks.items()} == {
+            "first": ("SUCCESS", [1, 2], ()),  # NULL deps read back as ()
+            "second": ("SUCCESS", {"sum": 3}, ()),
+            "third": ("FAILED", None, ()),
+        }
+        assert [r.run_id for r in store.list_runs()] == ["old"]
+        assert "-->" not in Engine(state_store=store).display_run("old")  # no edges known
+
+        engine = pipeline(store)
+        new_id = await engine.resume("old")  # an old run still resumes; the new run has deps
+        new = store.load_run(new_id)
+        assert new.status == "SUCCESS"
+        assert new.tasks["second"].started_at == 10.0  # copied from the old run...
+        assert {n: t.deps for n, t in new.tasks.items()} == {  # ...with its edges
+            "first": (),
+            "second": ("first",),
+            "third": ("second",),
+        }
+        assert all(t.deps == () for t in store.load_run("old").tasks.values())
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert "deps" in [row[1] for row in conn.execute("PRAGMA table_info(tasks)")]
+        rows = conn.execute("SELECT name, deps FROM tasks ORDER BY run, position").fetchall()
+    assert rows == [
+        ("first", None),
+        ("second", None),
+        ("third", None),
+        ("first", "[]"),
+        ("second", '["first"]'),
+        ("third", '["second"]'),
+    ]
+    with SqliteStateStore(db) as store:  # and a new process reads both back
+        assert store.load_run(new_id).tasks["third"].deps == ("second",)
+        assert store.load_run("old").tasks["third"].deps == ()
 
 
 def test_a_failing_migration_leaves_the_database_as_it_was(
@@ -697,14 +774,15 @@ def test_a_failing_migration_leaves_the_database_as_it_was(
 
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN note TEXT")
-        raise RuntimeError("bug in migration 2")
+        raise RuntimeError("bug in the next migration")
 
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(sqlite_module.MIGRATIONS, 2, broken)
-    with pytest.raises(RuntimeError, match="bug in migration 2"):
+    current = sqlite_module.SCHEMA_VERSION
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(sqlite_module.MIGRATIONS, current + 1, broken)
+    with pytest.raises(RuntimeError, match="bug in the next migration"):
         SqliteStateStore(db)
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (current,)
         assert "note" not in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
 
 
@@ -740,3 +818,18 @@ def test_a_store_cannot_be_used_across_fork(tmp_path: Path) -> None:
     _, status = os.waitpid(pid, 0)
     store.close()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+async def test_json_results_read_with_any_serializer(tmp_path: Path) -> None:
+    """JSON is safe to load, so a pickle store reads the JSON runs of the same database: one
+    history may hold both, and `list_runs` works with either serializer for JSON-only runs."""
+    db = tmp_path / "state.db"
+    with SqliteStateStore(db) as store:
+        json_run = await pipeline(store).run_once("p")
+    with SqliteStateStore(db, serializer=PickleSerializer()) as store:
+        pickle_run = await pipeline(store).run_once("p")
+        runs = {r.run_id: r for r in store.list_runs()}
+        assert set(runs) == {json_run, pickle_run}
+        assert runs[json_run].tasks["first"].result == runs[pickle_run].tasks["first"].result
+    with SqliteStateStore(db) as store, pytest.raises(StateDatabaseError, match="'pickle' format"):
+        store.list_runs()  # but a JSON store never unpickles

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from flowrun import (
     UnknownRunError,
     build_default_engine,
 )
+from flowrun.render import format_report, render_run
 
 REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
 TASK_KEYS = {"status", "attempt", "started_at", "finished_at", "error", "result", "traceback"}
@@ -42,6 +44,25 @@ def engine(store: StateStoreProtocol, fake_clock: FakeClock) -> Iterator[Engine]
     engine = build_default_engine(state_store=store, clock=fake_clock)
     yield engine
     engine.close()
+
+
+@contextmanager
+def reopened(store: StateStoreProtocol) -> Iterator[StateStoreProtocol]:
+    """The same runs as another process sees them: a new store on the file (SQLite), or the
+    store itself (in memory: there is no other process)."""
+    if isinstance(store, SqliteStateStore):
+        with SqliteStateStore(store.path) as fresh:
+            yield fresh
+    else:
+        yield store
+
+
+ETL_DEPS = {
+    "extract": (),
+    "transform": ("extract",),
+    "audit": ("extract",),
+    "load": ("transform",),
+}
 
 
 class Etl:
@@ -340,3 +361,61 @@ async def test_a_cancelled_run_is_final_and_resumable(engine: Engine) -> None:
     resumed = engine.get_run_report(await engine.resume(report["run_id"]))
     assert resumed["status"] == "SUCCESS"
     assert resumed["tasks"]["after"]["result"] == 2
+
+
+async def test_task_records_keep_the_dags_edges(engine: Engine, store: StateStoreProtocol) -> None:
+    Etl(engine)
+    run_id = await engine.run_once("etl")
+    subgraph_id = await engine.run_subgraph("etl", ["load"])
+    with reopened(store) as fresh:
+        assert {n: t.deps for n, t in fresh.load_run(run_id).tasks.items()} == ETL_DEPS
+        assert {n: t.deps for n, t in fresh.load_run(subgraph_id).tasks.items()} == {
+            "extract": (),
+            "transform": ("extract",),
+            "load": ("transform",),
+        }
+        assert {n: t.deps for n, t in fresh.list_runs()[1].tasks.items()} == ETL_DEPS
+    report = engine.get_run_report(run_id)  # the report keeps its keys: no "deps"
+    assert set(report) == REPORT_KEYS
+    assert all(set(task) == TASK_KEYS for task in report["tasks"].values())
+
+
+async def test_resume_gives_copied_and_rerun_tasks_their_edges(
+    engine: Engine, store: StateStoreProtocol
+) -> None:
+    etl = Etl(engine)
+    etl.broken.add("transform")
+    failed_id = await engine.run_once("etl")
+    etl.broken.clear()
+    resumed_id = await engine.resume(failed_id)
+    with reopened(store) as fresh:
+        resumed = fresh.load_run(resumed_id)
+        assert etl.calls["extract"] == 1  # extract and audit were copied, not run again
+        assert {n: t.deps for n, t in resumed.tasks.items()} == ETL_DEPS
+        assert {n: t.deps for n, t in fresh.load_run(failed_id).tasks.items()} == ETL_DEPS
+
+
+async def test_display_run_draws_the_stored_edges_without_the_dag(
+    engine: Engine, store: StateStoreProtocol
+) -> None:
+    etl = Etl(engine)
+    etl.broken.add("transform")
+    run_id = await engine.run_once("etl")
+    report = engine.get_run_report(run_id)
+    parents = engine.get_dag("etl").parents
+    with reopened(store) as fresh:
+        viewer = build_default_engine(state_store=fresh)  # no task registered: no code
+        mermaid = viewer.display_run(run_id)
+        assert mermaid == render_run(report, "mermaid", parents)
+        assert "    t0 --> t1\n    t0 --> t2\n    t1 --> t3\n" in mermaid
+        assert "dependencies unknown" not in mermaid
+        assert "class t1 failed" in mermaid
+        dot = viewer.display_run(run_id, "dot")
+        assert dot == render_run(report, "dot", parents)
+        assert '"transform" -> "load";' in dot
+        assert viewer.display_run(run_id, format="text") == format_report(report)
+        with pytest.raises(ValueError, match="unknown run display format 'png'"):
+            viewer.display_run(run_id, "png")
+        with pytest.raises(UnknownRunError):
+            viewer.display_run("nope")
+        viewer.close()

@@ -150,6 +150,7 @@ def _snapshot(run: RunRecord) -> RunRecord:
             rec.traceback,
             _copy_result(rec.result),
             rec.has_result,
+            rec.deps,
         )
     return RunRecord(
         run.run_id,

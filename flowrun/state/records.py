@@ -18,7 +18,9 @@ FINISHED_STATUSES = frozenset({SUCCESS, FAILED, SKIPPED})
 
 @dataclass(slots=True)
 class TaskRecord:
-    """State of one task in one run. ``has_result`` tells a kept ``None`` from no result."""
+    """State of one task in one run. ``has_result`` tells a kept ``None`` from no result;
+    ``deps`` are the task's parents in the run's DAG (so a run can be drawn without its code;
+    ``()`` for a task with none, or one recorded before runs kept their edges)."""
 
     status: str = PENDING
     attempt: int = 0
@@ -28,6 +30,7 @@ class TaskRecord:
     traceback: str | None = None
     result: Any = None
     has_result: bool = False
+    deps: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

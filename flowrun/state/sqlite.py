@@ -41,7 +41,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStateStore", "StateDatabaseErr
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this code writes, kept in ``PRAGMA user_version``."""
 APPLICATION_ID = 0x666C7772  # "flwr" in ``PRAGMA application_id``: marks a flowrun database
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -71,7 +71,13 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+def _add_task_deps(conn: sqlite3.Connection) -> None:
+    """Version 2: each task row keeps its parents (a JSON list), so a run can be drawn
+    without its code; rows written by version 1 have NULL there, read back as ``()``."""
+    conn.execute("ALTER TABLE tasks ADD COLUMN deps TEXT")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_task_deps}
 """Version N -> the function that upgrades a version N-1 database to N, inside the open's
 write transaction (a new file goes through every step from 0)."""
 
@@ -81,8 +87,12 @@ _INSERT_RUN = (
     "INSERT INTO runs (run_id, dag_name, created_at, status, finished_at, targets, "
     "resumed_from, owner_pid, owner_started, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_TASK = f"INSERT INTO tasks ({_STATE}, run, position, name) VALUES ({', '.join('?' * 11)})"
-_INSERT_NEW_TASK = "INSERT INTO tasks (run, position, name, status, attempt) VALUES (?, ?, ?, ?, 0)"
+_INSERT_TASK = (
+    f"INSERT INTO tasks ({_STATE}, run, position, name, deps) VALUES ({', '.join('?' * 12)})"
+)
+_INSERT_NEW_TASK = (
+    "INSERT INTO tasks (run, position, name, status, attempt, deps) VALUES (?, ?, ?, ?, 0, ?)"
+)
 _UPDATE_TASK = (
     "UPDATE tasks SET status = ?, attempt = ?, started_at = ?, finished_at = ?, error = ?, "
     "traceback = ?, result = ?, result_format = ? WHERE run = ? AND position = ?"
@@ -103,6 +113,7 @@ class _Task:
     traceback: str | None
     blob: bytes | None
     fmt: str | None  # the serializer name that encoded ``blob``
+    deps: tuple[str, ...] = ()  # written once with the row, never updated
     dirty: bool = False
 
 
@@ -358,6 +369,7 @@ class SqliteStateStore:
                 rec.traceback,
                 blob,
                 self.serializer.name if blob is not None else None,
+                rec.deps,
             )
         with self._lock:
             if run.run_id in self._live or self._find(run.run_id) is not None:
@@ -534,10 +546,11 @@ class SqliteStateStore:
         copied: list[tuple[Any, ...]] = []
         for t in run.tasks.values():
             state = _state(t)
+            deps = json.dumps(t.deps)  # a JSON list
             if state == _NEW_TASK_STATE:
-                fresh.append((key, t.position, t.name, PENDING))
+                fresh.append((key, t.position, t.name, PENDING, deps))
             else:
-                copied.append((*state, key, t.position, t.name))
+                copied.append((*state, key, t.position, t.name, deps))
         conn.executemany(_INSERT_NEW_TASK, fresh)
         conn.executemany(_INSERT_TASK, copied)
         return key
@@ -632,6 +645,7 @@ class SqliteStateStore:
                 t.traceback,
                 result,
                 t.blob is not None,
+                t.deps,
             )
         return RunRecord(
             run.run_id,
@@ -645,6 +659,8 @@ class SqliteStateStore:
         )
 
     def _decode(self, run: _Run, task: _Task, blob: bytes) -> Any:
+        if task.fmt == _JSON.name and self.serializer.name != _JSON.name:
+            return _JSON.loads(blob)  # JSON is safe to load whatever this store writes
         if task.fmt != self.serializer.name:
             fix = _KNOWN_SERIALIZERS.get(task.fmt or "", f"a serializer named {task.fmt!r}")
             self._fail(
@@ -751,9 +767,15 @@ def _select_run(conn: sqlite3.Connection, run_id: str) -> _Run | None:
         return None
     key, run_id, dag_name, created_at, status, finished_at, targets, resumed_from = row
     rows: Iterable[tuple[Any, ...]] = conn.execute(
-        f"SELECT position, name, {_STATE} FROM tasks WHERE run = ? ORDER BY position", (key,)
+        f"SELECT position, name, {_STATE}, deps FROM tasks WHERE run = ? ORDER BY position",
+        (key,),
     )
-    tasks = {r[1]: _Task(*r) for r in rows}
+    tasks = {}
+    for *state, deps in rows:
+        task = _Task(*state)
+        if deps is not None:  # NULL: a row written before schema version 2
+            task.deps = tuple(json.loads(deps))
+        tasks[task.name] = task
     return _Run(
         key,
         run_id,
