@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 import traceback
@@ -481,11 +482,7 @@ def _resume_command(args: argparse.Namespace, run_id: str) -> str:
         parts += ["--serializer", args.serializer]
     if args.context:
         parts += ["--context", args.context]
-    return " ".join(_shell_quote(p) for p in parts)
-
-
-def _shell_quote(text: str) -> str:
-    return text if re.fullmatch(r"[\w@%+=:,./-]+", text) else "'" + text.replace("'", "'\\''") + "'"
+    return shlex.join(parts)
 
 
 # -- output helpers --------------------------------------------------------------------------
