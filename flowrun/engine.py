@@ -15,7 +15,7 @@ from typing import Any, TypeVar, overload
 from .clock import Clock, SystemClock
 from .context import RunContext
 from .dag import DAG, build_dag
-from .errors import UnknownDagError
+from .errors import UnknownDagError, UnknownTaskError, suggest
 from .hooks import HookDispatcher, RunHook
 from .overrides import override_tasks
 from .render import render_dag, render_run
@@ -23,7 +23,7 @@ from .report import build_report
 from .scheduler import Limiter, Run
 from .state.memory import InMemoryStateStore
 from .state.protocol import StateStoreProtocol
-from .state.records import SUCCESS, RunRecord, TaskRecord
+from .state.records import FINISHED_STATUSES, RUNNING, SUCCESS, RunRecord, TaskRecord
 from .task import (
     DEFAULT_DAG,
     INJECT_RESULT,
@@ -205,15 +205,30 @@ class Engine:
         needs its result. A ``run_subgraph`` run resumes only that subgraph.
         """
         old = self.state_store.load_run(run_id)
-        dag = self.get_dag(old.dag_name)
-        if old.targets is not None:
-            dag = dag.subgraph(old.targets)
+        if old.status == RUNNING:
+            raise ValueError(
+                f"run {run_id!r} of DAG {old.dag_name!r} is still RUNNING: resuming it now would "
+                "execute its tasks twice. Wait for it to finish; if the process running it died, "
+                "open the store with SqliteStateStore(..., recover=True) first"
+            )
+        full = self.get_dag(old.dag_name)
+        dag = full if old.targets is None else full.subgraph(old.targets)
         if from_tasks is None:
             rerun = {n for n in dag.order if _status(old, n) != SUCCESS}
         else:
             if isinstance(from_tasks, str):
                 raise TypeError(
                     f"from_tasks must be a list of task names; write from_tasks=[{from_tasks!r}]"
+                )
+            from_tasks = list(from_tasks)
+            outside = [n for n in from_tasks if n in full.specs and n not in dag.specs]
+            if outside:
+                raise UnknownTaskError(
+                    old.dag_name,
+                    outside[0],
+                    dag.order,
+                    f"resume of run {run_id!r} (a run_subgraph run of targets "
+                    f"{list(old.targets or ())}, which does not include it)",
                 )
             names = dag.check_names(from_tasks, f"resume of run {run_id!r}")
             if not names:
@@ -284,6 +299,14 @@ class Engine:
         self, dag_name: str | None = None, status: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """Reports of past runs, newest first."""
+        statuses = sorted({RUNNING, *FINISHED_STATUSES} - {"SKIPPED"})
+        if status is not None and status not in statuses:
+            raise ValueError(
+                f"unknown run status {status!r}; a run is one of {', '.join(statuses)}."
+                f"{suggest(str(status).upper(), statuses)}"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"'limit' must be >= 0 (got {limit!r})")
         return [build_report(r) for r in self.state_store.list_runs(dag_name, status, limit)]
 
     def display_run(self, run_id: str, format: str = "mermaid") -> str:

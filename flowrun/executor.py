@@ -111,7 +111,10 @@ class Attempt:
 
     def timeout_error(self) -> TaskTimeoutError:
         timeout = self.spec.timeout_s
-        message = f"task {self.spec.name!r} timed out after {timeout:g}s (timeout_s={timeout:g})"
+        message = (
+            f"task {self.spec.name!r} timed out after {timeout:g}s (timeout_s={timeout:g}) "
+            f"in DAG {self.spec.dag!r}"
+        )
         if self.executor_name is not None:
             message += (
                 f" (counted from its submission to {self.executor_name}); the executor was "

@@ -137,7 +137,11 @@ class Run:
     # -- the run ---------------------------------------------------------------------------
     async def execute(self) -> str:
         started = self.clock.monotonic()
-        self._create()
+        try:
+            self._create()
+        except BaseException as exc:
+            self._give_up_creating(exc)
+            raise
         try:
             if self.hooks.wants(DagStartEvent):
                 await self.hooks.emit(DagStartEvent(self.run_id, self.dag_name, self.dag.order))
@@ -201,6 +205,7 @@ class Run:
     async def _drive(self) -> None:
         loop = self.loop
         self._pump()
+        self.store.flush()  # the first launches are RUNNING on disk before anything finishes
         while True:
             if self.events:
                 await self._emit()
@@ -452,6 +457,19 @@ class Run:
                 self.events.append(TaskSkipEvent(self.run_id, self.dag_name, child, reason))
             if log_info:
                 self.logger.info("task %r skipped: %s", child, reason)
+
+    def _give_up_creating(self, exc: BaseException) -> None:
+        """The store failed while the run was being created (e.g. a database locked past its
+        busy timeout): nothing ran, so mark everything SKIPPED and the run FAILED, so a later
+        flush never leaves it RUNNING."""
+        try:
+            self.store.mark_skipped(
+                self.run_id, list(self.dag.order), f"run not started: {_describe(exc)[0]}"
+            )
+            self.store.finish_run(self.run_id, FAILED, self.clock.time())
+        except Exception:  # the run may not exist in the store at all
+            self.logger.debug("could not record the failed start of run %s", self.run_id)
+        self.logger.warning("run %s of DAG %r could not start: %s", self.run_id, self.dag_name, exc)
 
     async def _finish(self, status: str, started: float) -> None:
         self.store.finish_run(self.run_id, status, self.clock.time())

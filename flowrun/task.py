@@ -126,13 +126,13 @@ def _check_options(
                 f"'timeout_s' must be > 0 or None (got {timeout_s}) for {where}; "
                 "use None for no timeout"
             )
-    if not isinstance(retry_delay_s, (int, float)) or not retry_delay_s >= 0:
+    if not isinstance(retry_delay_s, (int, float)) or not 0 <= retry_delay_s < math.inf:
         raise TaskDefinitionError(
-            f"'retry_delay_s' must be >= 0 (got {retry_delay_s!r}) for {where}"
+            f"'retry_delay_s' must be a finite number >= 0 (got {retry_delay_s!r}) for {where}"
         )
-    if not isinstance(retry_backoff, (int, float)) or not retry_backoff >= 1:
+    if not isinstance(retry_backoff, (int, float)) or not 1 <= retry_backoff < math.inf:
         raise TaskDefinitionError(
-            f"'retry_backoff' must be >= 1 (got {retry_backoff!r}) for {where}"
+            f"'retry_backoff' must be a finite number >= 1 (got {retry_backoff!r}) for {where}"
         )
     if not isinstance(retry_jitter, (int, float)) or not 0 <= retry_jitter <= 1:
         raise TaskDefinitionError(
@@ -167,7 +167,10 @@ def _async_kind(func: Callable[..., Any]) -> tuple[bool, str | None]:
         return False, "is an async generator function; a task must return its result"
     if inspect.isgeneratorfunction(target):
         return False, "is a generator function; a task must return its result (use a list)"
-    return inspect.iscoroutinefunction(target), None
+    # A decorator made with functools.wraps around an async function returns its coroutine.
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        inspect.unwrap(target)
+    ), None
 
 
 _CONTEXT_TEXT = re.compile(r"(?:[\w.]+\.)?RunContext(?:\[.*\])?")

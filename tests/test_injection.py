@@ -584,3 +584,22 @@ class _InlineExecutor(Executor):
 async def test_sync_callable_returning_a_coroutine_fails_on_any_executor() -> None:
     async with build_default_engine(executor=_InlineExecutor()) as engine:
         await _assert_awaitable_result_fails(engine)
+
+
+async def test_an_async_function_behind_a_functools_wraps_decorator_is_awaited(
+    engine: Engine,
+) -> None:
+    def logged(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)  # hands back the coroutine
+
+        return wrapper
+
+    @engine.task(dag="w")
+    @logged
+    async def fetch() -> str:
+        return "fetched"
+
+    report = engine.get_run_report(await engine.run_once("w"))
+    assert (report["status"], report["tasks"]["fetch"]["result"]) == ("SUCCESS", "fetched")

@@ -435,3 +435,15 @@ async def test_report_of_a_run_in_progress_says_running(engine: Engine) -> None:
     assert run_id == live["run_id"]
     assert engine.get_run_report(run_id)["status"] == "SUCCESS"
     assert engine.list_runs(status="RUNNING") == []
+
+
+async def test_list_runs_rejects_an_unknown_status_and_a_bad_limit(engine: Engine) -> None:
+    register_etl(engine)
+    await engine.run_once("etl")
+    with pytest.raises(ValueError, match=r"unknown run status 'DONE'; a run is one of FAILED"):
+        engine.list_runs(status="DONE")
+    with pytest.raises(ValueError, match="Did you mean 'SUCCESS'"):
+        engine.list_runs(status="success")
+    with pytest.raises(ValueError, match=r"'limit' must be >= 0 \(got '5'\)"):
+        engine.list_runs(limit="5")  # type: ignore[arg-type]
+    assert [r["status"] for r in engine.list_runs(status="SUCCESS")] == ["SUCCESS"]

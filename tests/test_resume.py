@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -562,7 +563,29 @@ async def test_resume_of_a_subgraph_run_rejects_tasks_outside_it(
 ) -> None:
     first = await engine.run_subgraph("sub", targets=["b"])
 
-    with pytest.raises(UnknownTaskError, match="'d'"):
+    with pytest.raises(UnknownTaskError, match=r"a run_subgraph run of targets \['b'\].*'d'"):
         await engine.resume(first, from_tasks=["d"])
 
     assert sub.calls == Counter(a=1, b=1)
+
+
+async def test_a_run_still_running_cannot_be_resumed(engine: Engine) -> None:
+    """Resuming a RUNNING run would execute its tasks twice (e.g. load twice)."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+    calls: Counter[str] = Counter()
+
+    @engine.task(dag="live")
+    async def load() -> None:
+        calls["load"] += 1
+        started.set()
+        await release.wait()
+
+    run = asyncio.ensure_future(engine.run_once("live"))
+    await started.wait()
+    (running,) = engine.list_runs(dag_name="live")
+    with pytest.raises(ValueError, match=r"still RUNNING.*recover=True"):
+        await engine.resume(running["run_id"])
+    release.set()
+    await run
+    assert calls == Counter(load=1)

@@ -270,7 +270,7 @@ async def test_async_timeout_fails_the_attempt_with_a_clear_error() -> None:
     tasks = engine.get_run_report(run_id)["tasks"]
     assert tasks["slow"]["status"] == "FAILED"
     assert tasks["slow"]["error"] == (
-        "TaskTimeoutError: task 'slow' timed out after 0.05s (timeout_s=0.05)"
+        "TaskTimeoutError: task 'slow' timed out after 0.05s (timeout_s=0.05) in DAG 't'"
     )
     assert tasks["downstream"]["status"] == "SKIPPED"
     assert issubclass(TaskTimeoutError, TimeoutError)

@@ -186,13 +186,12 @@ def test_a_store_can_write_runs_it_did_not_create(tmp_path: Path) -> None:
         new_run(creator, "r")
         creator.mark_success("r", "a", 1.0, 2.0, [1], True)
         creator.flush()
-        other.clear_result("r", "a")
         other.finish_run("r", "FAILED", 3.0)
         other.flush()
         with SqliteStateStore(db) as reader:
             run = reader.load_run("r")
     assert (run.status, run.finished_at) == ("FAILED", 3.0)
-    assert (run.tasks["a"].has_result, run.tasks["a"].result) == (False, None)
+    assert (run.tasks["a"].has_result, run.tasks["a"].result) == (True, [1])
 
 
 async def test_everything_reads_back_after_reopening(tmp_path: Path) -> None:
@@ -833,3 +832,70 @@ async def test_json_results_read_with_any_serializer(tmp_path: Path) -> None:
         assert runs[json_run].tasks["first"].result == runs[pickle_run].tasks["first"].result
     with SqliteStateStore(db) as store, pytest.raises(StateDatabaseError, match="'pickle' format"):
         store.list_runs()  # but a JSON store never unpickles
+
+
+# -- what another process sees while a run works, and failures of the store itself -----------
+
+
+async def test_the_first_tasks_are_running_on_disk_before_anything_finishes(
+    tmp_path: Path,
+) -> None:
+    """A crash while the very first task runs must find it RUNNING (so recover fails it as
+    'process died'), and another process watching the file must see it running."""
+    db = tmp_path / "state.db"
+    started = threading.Event()
+    release = threading.Event()
+    with SqliteStateStore(db) as store:
+        engine = build_default_engine(state_store=store)
+
+        @engine.task(dag="p")
+        def first() -> int:
+            started.set()
+            release.wait(10)
+            return 1
+
+        run = asyncio.ensure_future(engine.run_once("p"))
+        assert await asyncio.to_thread(started.wait, 10)
+        with SqliteStateStore(db) as watcher:
+            (seen,) = watcher.list_runs()
+            assert (seen.status, seen.tasks["first"].status) == ("RUNNING", "RUNNING")
+            assert seen.tasks["first"].attempt == 1
+        release.set()
+        run_id = await run
+        engine.close()
+        assert store.load_run(run_id).status == "SUCCESS"
+
+
+async def test_a_run_the_store_could_not_create_is_never_left_running(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with SqliteStateStore(db, busy_timeout_s=0.1) as store:
+        engine = build_default_engine(state_store=store)
+        engine.task("a", dag="p")(lambda: 1)
+        blocker = raw(db)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the timeout
+        try:
+            with pytest.raises(StateDatabaseError, match="stayed locked"):
+                await engine.run_once("p")
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        second = await engine.run_once("p")  # its flush also writes what the failed one left
+        runs = {r.run_id: r for r in store.list_runs()}
+    assert runs[second].status == "SUCCESS"
+    (failed,) = [r for rid, r in runs.items() if rid != second]
+    assert failed.status == "FAILED"
+    assert failed.tasks["a"].status == "SKIPPED"
+    assert "run not started: StateDatabaseError" in (failed.tasks["a"].error or "")
+
+
+async def test_a_status_filter_never_lists_a_stale_cached_run(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with SqliteStateStore(db, cache_ttl_s=100) as reader, SqliteStateStore(db) as writer:
+        new_run(writer, "r", tasks="a")
+        assert reader.load_run("r").status == "RUNNING"  # now cached for 100 s
+        writer.mark_success("r", "a", 1.0, 2.0, 1, True)
+        writer.finish_run("r", "SUCCESS", 3.0)
+        writer.flush()
+        assert reader.load_run("r").status == "RUNNING"  # stale within the TTL, as documented
+        (listed,) = reader.list_runs(status="SUCCESS")
+        assert listed.status == "SUCCESS"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -55,8 +56,10 @@ BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
     ({"timeout_s": -2.5}, r"'timeout_s' must be > 0 or None \(got -2.5\)"),
     ({"timeout_s": float("nan")}, r"'timeout_s' must be > 0"),
     ({"timeout_s": "30"}, r"'timeout_s' must be a number or None \(got '30'\)"),
-    ({"retry_delay_s": -1}, r"'retry_delay_s' must be >= 0 \(got -1\)"),
-    ({"retry_backoff": 0.5}, r"'retry_backoff' must be >= 1 \(got 0.5\)"),
+    ({"retry_delay_s": -1}, r"'retry_delay_s' must be a finite number >= 0 \(got -1\)"),
+    ({"retry_delay_s": math.inf}, r"'retry_delay_s' must be a finite number >= 0 \(got inf\)"),
+    ({"retry_backoff": 0.5}, r"'retry_backoff' must be a finite number >= 1 \(got 0.5\)"),
+    ({"retry_backoff": math.inf}, r"'retry_backoff' must be a finite number >= 1 \(got inf\)"),
     ({"retry_jitter": -0.1}, r"'retry_jitter' must be between 0 and 1 \(got -0.1\)"),
     ({"retry_jitter": 1.5}, r"'retry_jitter' must be between 0 and 1 \(got 1.5\)"),
     ({"retry_on": [int]}, r"'retry_on' must hold exception types \(got <class 'int'>\)"),

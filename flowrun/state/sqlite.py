@@ -471,11 +471,6 @@ class SqliteStateStore:
                 rec = self._task(run_id, name)
                 rec.status, rec.error = SKIPPED, reason
 
-    def clear_result(self, run_id: str, task: str) -> None:
-        with self._lock:
-            rec = self._task(run_id, task)
-            rec.blob = rec.fmt = None
-
     def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
         with self._lock:
             run = self._live_run(run_id)
@@ -576,7 +571,9 @@ class SqliteStateStore:
         def select(conn: sqlite3.Connection) -> list[_Run]:
             found = []
             for (run_id,) in conn.execute(query, (*params, limit)).fetchall():
-                run = self._cached(run_id) or _select_run(conn, run_id)
+                run = self._cached(run_id)
+                if run is None or (status is not None and run.status != status):
+                    run = _select_run(conn, run_id)  # a stale cached copy must not be listed
                 if run is not None:
                     found.append(run)
             return found
