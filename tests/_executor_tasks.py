@@ -29,7 +29,9 @@ def nap_then_touch(seconds: float, marker: str, started: str | None = None) -> i
     if started is not None:
         Path(started).touch()
     time.sleep(seconds)
-    Path(marker).write_text(str(os.getpid()), encoding="utf-8")
+    partial = Path(f"{marker}.{os.getpid()}.tmp")
+    partial.write_text(str(os.getpid()), encoding="utf-8")
+    os.replace(partial, marker)  # atomic: a reader never sees the file empty
     return os.getpid()
 
 

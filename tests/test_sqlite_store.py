@@ -899,3 +899,26 @@ async def test_a_status_filter_never_lists_a_stale_cached_run(tmp_path: Path) ->
         assert reader.load_run("r").status == "RUNNING"  # stale within the TTL, as documented
         (listed,) = reader.list_runs(status="SUCCESS")
         assert listed.status == "SUCCESS"
+
+
+def test_pending_transitions_are_written_at_exit_without_close(tmp_path: Path) -> None:
+    """A process that ends without close() (e.g. after a run aborted on a long lock) still
+    writes what its store holds; a forked child never touches the parent's connection."""
+    db = tmp_path / "state.db"
+    script = (
+        "import os, sys\n"
+        "from flowrun import SqliteStateStore\n"
+        "from flowrun.state import RunRecord, TaskRecord\n"
+        "store = SqliteStateStore(sys.argv[1])\n"
+        "store.create_run(RunRecord('r', 'd', 1.0, tasks={'a': TaskRecord()}))\n"
+        "store.flush()\n"
+        "store.mark_success('r', 'a', 1.0, 2.0, [1], True)\n"
+        "store.finish_run('r', 'SUCCESS', 3.0)\n"
+        "if os.fork() == 0:\n"
+        "    sys.exit(0)  # the child runs the exit handlers too: it must write nothing\n"
+        "os.wait()\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(db)], check=True, timeout=60)
+    with SqliteStateStore(db) as store:
+        run = store.load_run("r")
+    assert (run.status, run.tasks["a"].status, run.tasks["a"].result) == ("SUCCESS", "SUCCESS", [1])

@@ -20,12 +20,15 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import socket
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +50,18 @@ APPLICATION_ID = 0x666C7772  # "flwr" in ``PRAGMA application_id``: marks a flow
 SQLITE_HEADER = b"SQLite format 3\x00"
 _JSON = JsonSerializer()
 _KNOWN_SERIALIZERS = {"json": "JsonSerializer()", "pickle": "PickleSerializer()"}
+
+
+_OPEN_STORES: weakref.WeakSet[SqliteStateStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    """Write what open stores still hold (e.g. the end of a run aborted by a lock that
+    outlasted the busy timeout) when the interpreter exits without ``close()``."""
+    for store in list(_OPEN_STORES):
+        with contextlib.suppress(Exception):  # nobody to report to at exit; recover() repairs
+            store.close()
 
 
 class StateDatabaseError(Exception):
@@ -198,6 +213,7 @@ class SqliteStateStore:
         self._pid = os.getpid()
         self._owner = (os.getpid(), _process_start(os.getpid()), socket.gethostname())
         self._conn: sqlite3.Connection | None = self._open()
+        _OPEN_STORES.add(self)  # closed (so flushed) at interpreter exit if the user forgot
         self.recovered: list[str] = self.recover() if recover else []
 
     @property
@@ -729,6 +745,9 @@ class SqliteStateStore:
         """Flush what is pending, then close the connection. Closing twice is harmless."""
         with self._lock:
             if self._conn is None:
+                return
+            if os.getpid() != self._pid:  # a forked child: the connection is the parent's
+                self._conn = None
                 return
             try:
                 self.flush()
