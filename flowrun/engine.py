@@ -6,7 +6,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -18,6 +18,7 @@ from .dag import DAG, build_dag
 from .errors import UnknownDagError, UnknownTaskError, suggest
 from .hooks import HookDispatcher, RunHook
 from .overrides import override_tasks
+from .pool import DaemonThreadPool
 from .render import render_dag, render_run
 from .report import build_report
 from .scheduler import Limiter, Run
@@ -88,7 +89,7 @@ class Engine:
         self.hooks: tuple[RunHook, ...] = tuple(hooks or ())
         self.executor = executor  # None: sync tasks use a thread pool the engine owns
         self._hooks = HookDispatcher(self.hooks, self.logger)
-        self._owned_pool: ThreadPoolExecutor | None = None
+        self._owned_pool: DaemonThreadPool | None = None
         self._limiter = Limiter(self.config.max_parallel)
         self._dag_cache: dict[str, tuple[int, DAG]] = {}
         self._rng = random.Random()
@@ -284,7 +285,7 @@ class Engine:
             return self.executor
         pool = self._owned_pool
         if pool is None:
-            pool = ThreadPoolExecutor(
+            pool = DaemonThreadPool(
                 max_workers=self.config.max_workers, thread_name_prefix="flowrun"
             )
             self._owned_pool = pool

@@ -25,12 +25,17 @@ from typing import TYPE_CHECKING, Any
 from .clock import Clock
 from .context import RunContext
 from .errors import TaskTimeoutError
+from .pool import DaemonThreadPool
 from .task import TaskSpec
 
 if TYPE_CHECKING:
     from .scheduler import Run
 
 __all__ = ["Attempt", "EscalatedError", "SyncCall"]
+
+THREAD_POOLS = (ThreadPoolExecutor, DaemonThreadPool)
+"""Executors whose workers are threads of this process: tasks there get the caller's
+contextvars, and their timeout starts when a worker picks them up."""
 
 
 class EscalatedError(Exception):
@@ -142,7 +147,7 @@ class Attempt:
                 future: asyncio.Future[Any] = loop.create_task(
                     _run_async(spec.func, args, kwargs, spec.timeout_s, self)
                 )
-            elif isinstance(executor, ThreadPoolExecutor):
+            elif isinstance(executor, THREAD_POOLS):
                 ctx = contextvars.copy_context()
                 future = loop.run_in_executor(
                     executor, ctx.run, _run_sync, self, clock, spec.func, args, kwargs

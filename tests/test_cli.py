@@ -657,3 +657,22 @@ def test_an_unknown_serializer_is_a_usage_error(project: Path, command: str) -> 
         env.stderr
     )
     assert not (project / ".flowrun").exists()  # refused before anything ran or was created
+
+
+def test_a_stuck_sync_task_past_its_timeout_does_not_keep_the_command_alive(
+    tmp_path: Path,
+) -> None:
+    """A thread cannot be killed; the engine's own pool uses daemon threads, so the command
+    ends once the report is printed instead of waiting for the abandoned function forever."""
+    (tmp_path / "stuck.py").write_text(
+        "import threading\n"
+        "from flowrun import build_default_engine\n"
+        "engine = build_default_engine()\n"
+        "@engine.task(dag='t', timeout_s=0.2)\n"
+        "def stuck():\n"
+        "    threading.Event().wait()  # never returns\n",
+        encoding="utf-8",
+    )
+    proc = flowrun(tmp_path, "run", "stuck.py", "--db", ":memory:", timeout=60)
+    assert proc.returncode == 1
+    assert "timed out after 0.2s" in proc.stdout
