@@ -217,6 +217,21 @@ def test_disabled_with_p_no_flowrun(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
+def test_disabled_plugin_with_an_optional_context_hook_in_conftest(
+    pytester: pytest.Pytester,
+) -> None:
+    """The documented conftest marks its hook optional, so `-p no:flowrun` does not fail on an
+    unknown hook; without the mark pytest rejects it (why the docs insist)."""
+    hook = "\ndef pytest_flowrun_context(dag_name, engine):\n    return None\n"
+    pytester.makepyfile(test_plain="def test_a():\n    pass\n")
+    pytester.makeconftest("import pytest\n\n@pytest.hookimpl(optionalhook=True)" + hook)
+    pytester.runpytest_subprocess("-p", "no:flowrun").assert_outcomes(passed=1)
+    pytester.makeconftest(hook)
+    result = pytester.runpytest_subprocess("-p", "no:flowrun")
+    assert "unknown hook 'pytest_flowrun_context'" in result.stdout.str() + result.stderr.str()
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)  # with the plugin: fine
+
+
 def test_plugin_import_is_cheap(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_cheap="""
