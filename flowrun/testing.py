@@ -11,7 +11,11 @@ Virtual time
     time, and every timestamp and duration is the same on every run. While executor work
     (a sync task's thread) is in flight the loop waits for real, up to the next timer, so a
     sync task's timeout fires only after that much real time: the clock never jumps past it.
-    Threads started by other means than ``run_in_executor`` are not seen.
+    Threads started by other means than ``run_in_executor`` are not seen. While sockets are
+    open (a client awaiting a reply, a test server listening), the loop first gives them
+    ``io_grace_s`` (default 0.2 s) of real time without I/O before it jumps, so a local
+    server's reply arrives before a timeout fires; each jump then costs that much real time.
+    Network calls slower than that belong in real-time tests.
 
 ``run_virtual(coro)`` runs a coroutine on a fresh virtual-time loop; ``VirtualTimeLoopPolicy``
 and ``virtual_loop_factory`` plug the loop into pytest-asyncio or ``asyncio.Runner``.
@@ -136,6 +140,12 @@ class _VirtualSelector(selectors.DefaultSelector):
             events = super().select(timeout)
             if events:
                 return events
+        elif len(self.get_map()) > 1:  # sockets besides the loop's own wake-up pipe
+            # A reply may be on its way (an HTTP client, a database driver): give it
+            # ``io_grace_s`` of real time before concluding the loop is idle.
+            events = super().select(min(timeout, loop.io_grace_s))
+            if events:
+                return events
         loop._jump_to_next_timer(timeout)
         return []
 
@@ -145,12 +155,20 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     ``VirtualClock`` (a new one unless given); ``executor_jobs`` counts ``run_in_executor``
     calls still in flight."""
 
-    def __init__(self, clock: VirtualClock | None = None) -> None:
+    def __init__(self, clock: VirtualClock | None = None, *, io_grace_s: float = 0.2) -> None:
         self.clock = clock if clock is not None else VirtualClock()
+        self.io_grace_s = 0.0
         self.executor_jobs = 0
         selector = _VirtualSelector()
         super().__init__(selector)
         selector.loop = self
+        if isinstance(io_grace_s, bool) or not isinstance(io_grace_s, (int, float)):
+            self.close()
+            raise TypeError(f"io_grace_s must be a number of seconds (got {io_grace_s!r})")
+        if not io_grace_s >= 0:
+            self.close()
+            raise ValueError(f"io_grace_s must be >= 0 (got {io_grace_s!r})")
+        self.io_grace_s = float(io_grace_s)
 
     def time(self) -> float:
         return self.clock.monotonic()

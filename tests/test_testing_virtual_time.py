@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socketserver
+import threading
 import time
 from typing import Any
 
@@ -266,3 +268,49 @@ def test_run_dag_gives_the_engine_the_clock_only_for_the_run() -> None:
     assert report["finished_at"] == DEFAULT_EPOCH + 3
     assert isinstance(engine.clock, SystemClock)
     assert clock.monotonic() == 3.0
+
+
+def test_a_local_servers_reply_arrives_before_a_virtual_timeout() -> None:
+    """Sockets are seen: the loop gives open connections a grace of real time before it jumps,
+    so an async client of a server in another thread is not timed out in zero real time."""
+
+    class SlowPong(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.rfile.readline()
+            time.sleep(0.05)  # the server's own work; the loop only sees a silent socket
+            self.wfile.write(b"pong\n")
+
+    with socketserver.TCPServer(("127.0.0.1", 0), SlowPong) as server:
+        port = server.server_address[1]
+        serving = threading.Thread(target=server.serve_forever, daemon=True)
+        serving.start()
+
+        async def main() -> tuple[dict[str, Any], float]:
+            engine = build_default_engine(clock=current_clock())
+
+            @engine.task(dag="io", timeout_s=30)
+            async def fetch() -> bytes:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"ping\n")
+                line = await reader.readline()
+                writer.close()
+                return line
+
+            async with engine:
+                report = engine.get_run_report(await engine.run_once("io"))
+            return report, current_clock().monotonic()
+
+        try:
+            report, virtual_now = run_virtual(main())
+        finally:
+            server.shutdown()
+    assert report["status"] == "SUCCESS", report["tasks"]["fetch"]["error"]
+    assert report["tasks"]["fetch"]["result"] == b"pong\n"
+    assert virtual_now < 30  # never jumped to the timeout
+
+
+def test_io_grace_must_be_a_non_negative_number() -> None:
+    with pytest.raises(ValueError, match=r"io_grace_s must be >= 0 \(got -1\)"):
+        VirtualTimeLoop(io_grace_s=-1)
+    with pytest.raises(TypeError, match="io_grace_s must be a number"):
+        VirtualTimeLoop(io_grace_s="1")  # type: ignore[arg-type]
