@@ -15,7 +15,11 @@ __all__ = ["Clock", "SystemClock"]
 
 @runtime_checkable
 class Clock(Protocol):
-    """Source of wall time (report timestamps), monotonic time (durations) and sleeps."""
+    """Source of wall time (report timestamps), monotonic time (durations) and sleeps.
+
+    A clock may also have ``random() -> float`` (in [0, 1)); retry jitter then draws from it
+    (``flowrun.testing.VirtualClock`` does, seeded, so jittered runs are reproducible).
+    """
 
     def time(self) -> float:
         """Wall-clock seconds since the epoch, for report timestamps."""

@@ -99,7 +99,8 @@ class Run:
         self._get_executor = executor
         self.hooks = hooks
         self.logger = logger
-        self.rng = rng
+        # Jitter comes from the clock when it offers random() (virtual clocks: reproducible).
+        self.random: Callable[[], float] = getattr(clock, "random", None) or rng.random
         self.loop = asyncio.get_running_loop()
         self.copied = dict(copied or {})
         self.resumed_from = resumed_from
@@ -358,7 +359,7 @@ class Run:
         name = spec.name
         delay = spec.retry_delay(attempt.number)
         if spec.retry_jitter and delay:
-            delay *= 1.0 + spec.retry_jitter * self.rng.uniform(-1.0, 1.0)
+            delay *= 1.0 + spec.retry_jitter * (2.0 * self.random() - 1.0)
         text, trace = _describe(error)
         self.store.mark_retry(self.run_id, name, attempt.start_wall, finished, text, trace)
         self.status[name] = PENDING

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import selectors
 import threading
 import time
@@ -81,13 +82,21 @@ class VirtualClock:
     On a ``VirtualTimeLoop`` that uses this clock, ``sleep()`` is ``asyncio.sleep``; on any
     other loop it advances this clock by ``seconds`` and yields once, so retry delays still
     cost no real time (but ``asyncio.timeout`` then runs on real time).
+
+    ``random()`` is the source of retry jitter for engines on this clock, seeded with ``seed``,
+    so runs with ``retry_jitter`` give identical reports too.
     """
 
-    __slots__ = ("_now", "epoch")
+    __slots__ = ("_now", "_random", "epoch")
 
-    def __init__(self, *, epoch: float = DEFAULT_EPOCH) -> None:
+    def __init__(self, *, epoch: float = DEFAULT_EPOCH, seed: int = 0) -> None:
         self.epoch = float(epoch)
         self._now = 0.0
+        self._random = random.Random(seed)
+
+    def random(self) -> float:
+        """A reproducible number in [0, 1): retry jitter on virtual time."""
+        return self._random.random()
 
     def time(self) -> float:
         return self.epoch + self._now

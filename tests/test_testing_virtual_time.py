@@ -241,6 +241,31 @@ def test_reports_are_identical_run_after_run() -> None:
     assert first["tasks"]["b"]["finished_at"] == DEFAULT_EPOCH + 3.5
 
 
+def test_jittered_retries_are_identical_run_after_run() -> None:
+    """Jitter draws from the virtual clock's seeded random(): reproducible, yet jittered."""
+
+    def build() -> Any:
+        engine = build_default_engine()
+        attempts: list[int] = []
+
+        @engine.task(retries=3, retry_delay_s=60, retry_jitter=0.5)
+        async def flaky() -> int:
+            attempts.append(1)
+            if len(attempts) < 4:
+                raise ConnectionError("try later")
+            return len(attempts)
+
+        return engine
+
+    first, second = run_dag(build()), run_dag(build())
+    assert _deterministic(first) == _deterministic(second)
+    started = first["tasks"]["flaky"]["started_at"] - DEFAULT_EPOCH
+    assert started != 60 + 120 + 240  # the delays were jittered...
+    assert 0.5 * 420 <= started <= 1.5 * 420  # ...within +-50% each
+    third = run_dag(build(), clock=VirtualClock(seed=7))
+    assert third["tasks"]["flaky"]["started_at"] != first["tasks"]["flaky"]["started_at"]
+
+
 def test_run_dag_with_a_system_clock_runs_on_real_time() -> None:
     engine = build_default_engine()
 
