@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_EPOCH",
     "ExecutorContract",
     "RecordingHook",
+    "RunningLoopClock",
     "VirtualClock",
     "VirtualTimeLoop",
     "VirtualTimeLoopPolicy",
@@ -232,6 +233,43 @@ class VirtualTimeLoopPolicy(asyncio.DefaultEventLoopPolicy):
         return VirtualTimeLoop(self.clock)
 
 
+class RunningLoopClock:
+    """A ``Clock`` that is the running ``VirtualTimeLoop``'s clock when there is one, and its
+    own ``VirtualClock`` otherwise. An engine built before its ``async def`` test's loop exists
+    (a pytest fixture) thus agrees with the loop's ``asyncio.sleep`` and timeouts."""
+
+    __slots__ = ("_own",)
+
+    def __init__(self) -> None:
+        self._own = VirtualClock()
+
+    def current(self) -> VirtualClock:
+        """The clock in effect now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._own
+        return loop.clock if isinstance(loop, VirtualTimeLoop) else self._own
+
+    def time(self) -> float:
+        return self.current().time()
+
+    def monotonic(self) -> float:
+        return self.current().monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.current().sleep(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.current().advance(seconds)
+
+    def random(self) -> float:
+        return self.current().random()
+
+    def __repr__(self) -> str:
+        return f"RunningLoopClock({self.current()!r})"
+
+
 def current_clock() -> VirtualClock:
     """The ``VirtualClock`` of the running loop (inside an ``async def`` on virtual time)."""
     loop = asyncio.get_running_loop()
@@ -368,6 +406,8 @@ def run_dag(
             "flowrun.testing.virtual_loop_factory())"
         )
     engine, dag_name = resolve_target(target, dag)
+    if isinstance(clock, RunningLoopClock):
+        clock = clock.current()  # no loop runs here: its own VirtualClock
     if clock is None:
         clock = engine.clock if isinstance(engine.clock, VirtualClock) else VirtualClock()
     run_context = as_context(context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +32,19 @@ def _real_time(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def flowrun_clock(request: pytest.FixtureRequest) -> Clock:
-    """A fresh ``VirtualClock`` (a ``SystemClock`` under ``@pytest.mark.flowrun_real_time``)."""
+    """A fresh ``VirtualClock`` (a ``SystemClock`` under ``@pytest.mark.flowrun_real_time``).
+
+    For an ``async def`` test it is a ``RunningLoopClock``: the test's loop clock when that
+    loop runs on virtual time (pytest-asyncio with ``virtual_loop_factory``), so fixtures built
+    before the loop existed agree with it."""
     if _real_time(request):
         from flowrun import SystemClock
 
         return SystemClock()
+    if inspect.iscoroutinefunction(getattr(request, "function", None)):
+        from flowrun.testing import RunningLoopClock
+
+        return RunningLoopClock()
     from flowrun.testing import VirtualClock
 
     return VirtualClock()

@@ -281,6 +281,57 @@ def test_pytest_asyncio_tests_on_virtual_time(pytester: pytest.Pytester) -> None
     result.assert_outcomes(passed=1)
 
 
+def test_fixtures_follow_the_loop_clock_in_async_tests(pytester: pytest.Pytester) -> None:
+    """flowrun_engine is built before an async test's loop exists; its clock must still be
+    the loop's, or report timestamps disagree with the loop's sleeps and timeouts."""
+    pytest.importorskip("pytest_asyncio")
+    pytester.makeconftest(
+        """
+        from flowrun.testing import virtual_loop_factory
+
+        def pytest_asyncio_loop_factories(config, item):
+            return {"virtual": virtual_loop_factory()}
+        """
+    )
+    pytester.makepyfile(
+        test_async="""
+        import asyncio
+        import pytest
+        from flowrun.testing import DEFAULT_EPOCH, current_clock
+
+        @pytest.mark.asyncio
+        async def test_engine_fixture(flowrun_engine, flowrun_clock):
+            @flowrun_engine.task(dag="d", retries=2, retry_delay_s=60, timeout_s=10)
+            async def slow():
+                await asyncio.sleep(100)
+
+            report = flowrun_engine.get_run_report(await flowrun_engine.run_once("d"))
+            task = report["tasks"]["slow"]
+            assert task["attempt"] == 3
+            assert task["started_at"] == DEFAULT_EPOCH + 10 + 60 + 10 + 120
+            assert task["finished_at"] == task["started_at"] + 10
+            assert flowrun_clock.monotonic() == current_clock().monotonic() == 210
+
+        from flowrun import build_default_engine
+
+        marked = build_default_engine()
+
+        @marked.task(dag="m", retries=1, retry_delay_s=3600)
+        async def once_flaky():
+            once_flaky.calls = getattr(once_flaky, "calls", 0) + 1
+            if once_flaky.calls == 1:
+                raise ConnectionError("later")
+
+        @pytest.mark.asyncio
+        @pytest.mark.flowrun(marked, "m")
+        async def test_marker_on_an_async_test_is_on_virtual_time(flowrun_report):
+            assert flowrun_report["tasks"]["once_flaky"]["started_at"] == DEFAULT_EPOCH + 3600
+        """
+    )
+    result = pytester.runpytest("-p", "asyncio", "--asyncio-mode=strict")
+    result.assert_outcomes(passed=2)
+
+
 def test_works_under_pytest_timeout(pytester: pytest.Pytester) -> None:
     """pytest-timeout counts real time: a DAG with hours of virtual back-off stays far inside
     a 10-second limit, and a genuinely stuck sync task is still caught by it."""
