@@ -431,7 +431,7 @@ def execute(
         try:
             run_id = asyncio.run(go())
         except KeyboardInterrupt:
-            if tracker.run_id is not None:
+            if tracker.run_id is not None and db_path(args) != ":memory:":
                 print(
                     f"\ninterrupted: run {tracker.run_id} is recorded as FAILED; continue it with"
                     f"\n  {_resume_command(args, tracker.run_id)}",
@@ -451,7 +451,10 @@ def execute(
         if hint:
             print(f"\n{hint}")
         if report["status"] != SUCCESS:
-            print(f"\nresume after fixing the cause:\n  {_resume_command(args, run_id)}")
+            if db_path(args) == ":memory:":
+                print("\n(--db :memory: kept nothing: fix the cause and run it again)")
+            else:
+                print(f"\nresume after fixing the cause:\n  {_resume_command(args, run_id)}")
     return 0 if report["status"] == SUCCESS else 1
 
 
@@ -536,7 +539,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return await runner.run_once(dag, context)
 
     if targets:  # an unknown task name is a usage error, found before anything runs
-        engine.get_dag(dag).subgraph(targets)
+        known = engine.get_dag(dag).specs
+        for name in targets:
+            if name not in known:
+                raise UsageError(
+                    f"--target {name!r}: DAG {dag!r} has no such task.{suggest(name, known)}"
+                )
     return execute(args, target, engine, start)
 
 

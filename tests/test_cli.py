@@ -420,7 +420,7 @@ def test_target_tasks_run_a_subgraph(project: Path) -> None:
     assert list(as_json(proc)["tasks"]) == ["extract", "transform"]
     typo = flowrun(project, "run", "pipeline.py", "etl", "--target", "lod")
     assert typo.returncode == 2
-    assert "Did you mean 'load'?" in typo.stderr
+    assert "--target 'lod': DAG 'etl' has no such task. Did you mean 'load'?" in typo.stderr
 
 
 def test_max_parallel_bounds_tasks_in_flight(project: Path) -> None:
@@ -676,3 +676,5 @@ def test_a_stuck_sync_task_past_its_timeout_does_not_keep_the_command_alive(
     proc = flowrun(tmp_path, "run", "stuck.py", "--db", ":memory:", timeout=60)
     assert proc.returncode == 1
     assert "timed out after 0.2s" in proc.stdout
+    assert "flowrun resume" not in proc.stdout  # nothing was kept to resume from
+    assert "--db :memory: kept nothing" in proc.stdout
