@@ -10,50 +10,19 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
-from conftest import WALL_START, FakeClock
+from support import WALL_START, FakeClock
 
 from flowrun import (
     DagEndEvent,
     RunContext,
-    RunHook,
     TaskSkipEvent,
     TaskSuccessEvent,
     build_default_engine,
 )
+from flowrun.testing import RecordingHook
 
 REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
 TASK_KEYS = {"status", "attempt", "started_at", "finished_at", "error", "result", "traceback"}
-
-
-class Recorder(RunHook):
-    """Keeps every event it sees, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[object] = []
-
-    def on_dag_start(self, event: Any) -> None:
-        self.events.append(event)
-
-    def on_dag_end(self, event: Any) -> None:
-        self.events.append(event)
-
-    def on_task_start(self, event: Any) -> None:
-        self.events.append(event)
-
-    def on_task_success(self, event: Any) -> None:
-        self.events.append(event)
-
-    def on_task_failure(self, event: Any) -> None:
-        self.events.append(event)
-
-    def on_task_retry(self, event: Any) -> None:
-        self.events.append(event)
-
-    def on_task_skip(self, event: Any) -> None:
-        self.events.append(event)
-
-    def skipped(self) -> list[str]:
-        return [e.task_name for e in self.events if isinstance(e, TaskSkipEvent)]
 
 
 # -- sync and async tasks, results ------------------------------------------------------------
@@ -259,7 +228,7 @@ async def test_sync_task_returning_a_coroutine_fails_on_a_generic_executor_too()
 
 
 async def test_failure_skips_the_whole_sub_dag_and_independent_branches_run() -> None:
-    recorder = Recorder()
+    recorder = RecordingHook()
     engine = build_default_engine(hooks=[recorder])
     ran: list[str] = []
 
@@ -308,7 +277,7 @@ async def test_failure_skips_the_whole_sub_dag_and_independent_branches_run() ->
     assert "child" not in ran
     assert "grandchild" not in ran
     assert report["tasks"]["side_leaf"]["result"] == 3
-    assert sorted(recorder.skipped()) == ["child", "grandchild"]
+    assert sorted(e.task_name for e in recorder.of(TaskSkipEvent)) == ["child", "grandchild"]
     assert report["status"] == "FAILED"
 
 
@@ -320,7 +289,7 @@ async def test_diamond_below_a_failure_is_skipped_exactly_once() -> None:
     #      bottom
     #        |
     #      tail
-    recorder = Recorder()
+    recorder = RecordingHook()
     engine = build_default_engine(hooks=[recorder])
 
     @engine.task(name="top", dag="diamond")
@@ -349,11 +318,16 @@ async def test_diamond_below_a_failure_is_skipped_exactly_once() -> None:
     assert report["tasks"]["top"]["status"] == "FAILED"
     for name in ("left", "right", "bottom", "tail"):
         assert report["tasks"][name]["status"] == "SKIPPED", name
-    assert sorted(recorder.skipped()) == ["bottom", "left", "right", "tail"]
+    assert sorted(e.task_name for e in recorder.of(TaskSkipEvent)) == [
+        "bottom",
+        "left",
+        "right",
+        "tail",
+    ]
 
 
 async def test_child_of_two_failed_parents_is_skipped_once() -> None:
-    recorder = Recorder()
+    recorder = RecordingHook()
     engine = build_default_engine(hooks=[recorder], max_parallel=1)
 
     @engine.task(name="a", dag="two")
@@ -379,7 +353,7 @@ async def test_child_of_two_failed_parents_is_skipped_once() -> None:
     assert report["tasks"]["b"]["status"] == "FAILED"
     assert report["tasks"]["c"]["status"] == "SKIPPED"
     assert report["tasks"]["d"]["status"] == "SKIPPED"
-    assert sorted(recorder.skipped()) == ["c", "d"]
+    assert sorted(e.task_name for e in recorder.of(TaskSkipEvent)) == ["c", "d"]
 
 
 async def test_one_failed_branch_of_a_diamond_skips_the_join_but_not_the_sibling() -> None:
@@ -592,7 +566,7 @@ async def test_context_identifies_the_attempt() -> None:
 
 async def test_every_timestamp_and_duration_comes_from_the_engine_clock() -> None:
     clock = FakeClock()
-    recorder = Recorder()
+    recorder = RecordingHook()
     engine = build_default_engine(clock=clock, hooks=[recorder])
 
     @engine.task(name="slow_sync", dag="clock")
@@ -624,7 +598,7 @@ async def test_every_timestamp_and_duration_comes_from_the_engine_clock() -> Non
 
 
 async def test_timestamps_are_ordered_with_the_system_clock() -> None:
-    recorder = Recorder()
+    recorder = RecordingHook()
     engine = build_default_engine(hooks=[recorder])
 
     @engine.task(name="a", dag="ts")

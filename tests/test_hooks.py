@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+from support import FakeClock
 
 from flowrun import (
     DagEndEvent,
@@ -23,37 +23,7 @@ from flowrun import (
     build_default_engine,
     fn_hook,
 )
-
-
-class Recorder(RunHook):
-    """Keeps every event it sees, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def on_dag_start(self, event: DagStartEvent) -> None:
-        self.events.append(event)
-
-    def on_dag_end(self, event: DagEndEvent) -> None:
-        self.events.append(event)
-
-    def on_task_start(self, event: TaskStartEvent) -> None:
-        self.events.append(event)
-
-    def on_task_success(self, event: TaskSuccessEvent) -> None:
-        self.events.append(event)
-
-    def on_task_failure(self, event: TaskFailureEvent) -> None:
-        self.events.append(event)
-
-    def on_task_retry(self, event: TaskRetryEvent) -> None:
-        self.events.append(event)
-
-    def on_task_skip(self, event: TaskSkipEvent) -> None:
-        self.events.append(event)
-
-    def of(self, kind: type[Any]) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
+from flowrun.testing import RecordingHook
 
 
 def _summary(event: Any) -> str:
@@ -63,7 +33,7 @@ def _summary(event: Any) -> str:
 
 
 async def test_event_order_for_a_small_chain() -> None:
-    recorder = Recorder()
+    recorder = RecordingHook()
     engine = build_default_engine(hooks=[recorder])
 
     @engine.task(name="a", dag="chain")
@@ -89,7 +59,7 @@ async def test_event_order_for_a_small_chain() -> None:
 
 
 async def test_all_seven_events_carry_their_fields(fake_clock: FakeClock) -> None:
-    recorder = Recorder()
+    recorder = RecordingHook()
     engine = build_default_engine(hooks=[recorder], clock=fake_clock)
 
     @engine.task(name="extract", dag="etl")

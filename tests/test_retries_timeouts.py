@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import WALL_START, FakeClock
+from support import WALL_START, FakeClock
 
 from flowrun import (
     RunContext,

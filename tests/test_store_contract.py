@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import WALL_START, FakeClock
+from support import WALL_START, FakeClock
 
 from flowrun import (
     Engine,
