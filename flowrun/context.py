@@ -73,6 +73,12 @@ class RunContext(Generic[DepsT]):
                 f"({type(deps).__name__})"
             ) from None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to another process (a process pool, Dask): deps and identity travel; the
+        # cancellation signal and clock belong to this process, so there ``cancelled()`` stays
+        # False and ``time_remaining_s()`` is None.
+        return (_rebuild, (self.deps, self.run_id, self.dag_name, self.task_name, self.attempt))
+
     def for_attempt(
         self,
         run_id: str,
@@ -121,3 +127,11 @@ class RunContext(Generic[DepsT]):
     def __repr__(self) -> str:
         where = f", task={self.task_name!r}, attempt={self.attempt}" if self.task_name else ""
         return f"RunContext({self.deps!r}{where})"
+
+
+def _rebuild(
+    deps: Any, run_id: str | None, dag_name: str | None, task_name: str | None, attempt: int
+) -> RunContext[Any]:
+    ctx: RunContext[Any] = RunContext(deps)
+    ctx.run_id, ctx.dag_name, ctx.task_name, ctx.attempt = run_id, dag_name, task_name, attempt
+    return ctx

@@ -24,6 +24,12 @@ __all__ = [
 ]
 
 
+def describe(error: BaseException) -> str:
+    """``"ExcType: message"`` (just ``"ExcType"`` without a message): how reports show errors."""
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 def suggest(name: str, candidates: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest candidate, or an empty string."""
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)

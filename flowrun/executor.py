@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
 from .context import RunContext
-from .errors import TaskTimeoutError
+from .errors import TaskTimeoutError, describe
 from .pool import DaemonThreadPool
 from .task import TaskSpec
 
@@ -155,9 +155,6 @@ class Attempt:
             else:  # other executors (processes, Dask) need a picklable callable
                 self.start_mono = clock.monotonic()
                 self.executor_name = type(executor).__name__
-                context = self.context
-                if context is not None:  # its cancellation signal cannot leave this process
-                    args, kwargs = _with_portable_context(context, args, kwargs)
                 call = SyncCall(
                     f"{run.run_id}/{spec.name}/{self.number}", spec.name, spec.func, args, kwargs
                 )
@@ -232,7 +229,7 @@ class SyncCall:
         except Exception as exc:
             message = (
                 f"task {self.name!r} could not be pickled to send it to the executor: "
-                f"{_describe(exc)}; a task's function must be defined at module level and its "
+                f"{describe(exc)}; a task's function must be defined at module level and its "
                 "arguments (upstream results, context deps) must be picklable"
             )
             return (_FailedCall, (self.key, message))
@@ -258,7 +255,7 @@ class _ReceivedCall:
             func, args, kwargs = pickle.loads(self.payload)
         except Exception as exc:
             raise pickle.UnpicklingError(
-                f"task {name!r} could not be unpickled in the worker: {_describe(exc)}; a "
+                f"task {name!r} could not be unpickled in the worker: {describe(exc)}; a "
                 "task's function must be importable by the worker (defined at module level "
                 "of an importable module)"
             ) from exc
@@ -269,8 +266,8 @@ class _ReceivedCall:
                 pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
             except Exception as problem:
                 raise pickle.PicklingError(
-                    f"task {name!r} raised {_describe(exc)}, an exception that could not be "
-                    f"pickled to send it back from the worker: {_describe(problem)}"
+                    f"task {name!r} raised {describe(exc)}, an exception that could not be "
+                    f"pickled to send it back from the worker: {describe(problem)}"
                 ) from None
             raise
         try:
@@ -278,7 +275,7 @@ class _ReceivedCall:
         except Exception as exc:
             raise pickle.PicklingError(
                 f"task {name!r} returned a result that could not be pickled to send it back "
-                f"from the worker: {_describe(exc)}; return picklable data (not e.g. an open "
+                f"from the worker: {describe(exc)}; return picklable data (not e.g. an open "
                 "file, a lock, a connection or a lambda)"
             ) from None
         return result
@@ -307,28 +304,6 @@ class _Discard:
 
     def write(self, data: bytes) -> int:
         return len(data)
-
-
-def _describe(error: BaseException) -> str:
-    message = str(error)
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
-
-
-def _with_portable_context(
-    context: RunContext[Any], args: list[Any], kwargs: dict[str, Any]
-) -> tuple[list[Any], dict[str, Any]]:
-    """Replace the attempt's context by a copy without its cancellation signal (a thread
-    event, which cannot be pickled): in another process ``cancelled()`` stays False and
-    ``time_remaining_s()`` is None."""
-    portable: RunContext[Any] = RunContext(context.deps)
-    portable.run_id = context.run_id
-    portable.dag_name = context.dag_name
-    portable.task_name = context.task_name
-    portable.attempt = context.attempt
-    return (
-        [portable if a is context else a for a in args],
-        {k: portable if v is context else v for k, v in kwargs.items()},
-    )
 
 
 def call_sync_task(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import Clock
 from .context import RunContext
 from .dag import DAG
-from .errors import TaskTimeoutError
+from .errors import TaskTimeoutError, describe
 from .executor import Attempt, EscalatedError
 from .hooks import (
     DagEndEvent,
@@ -465,7 +465,7 @@ class Run:
         flush never leaves it RUNNING."""
         try:
             self.store.mark_skipped(
-                self.run_id, list(self.dag.order), f"run not started: {_describe(exc)[0]}"
+                self.run_id, list(self.dag.order), f"run not started: {describe(exc)}"
             )
             self.store.finish_run(self.run_id, FAILED, self.clock.time())
         except Exception:  # the run may not exist in the store at all
@@ -567,7 +567,5 @@ _NO_KWARGS: dict[str, Any] = {}
 
 def _describe(error: BaseException) -> tuple[str, str]:
     """``"ExcType: message"`` and the formatted traceback."""
-    message = str(error)
-    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return text, trace
+    return describe(error), trace

@@ -762,3 +762,27 @@ def test_a_partial_registered_twice_names_the_wrapped_function() -> None:
 
     with pytest.raises(DuplicateTaskError, match=r"already registered by .*work, now by .*work"):
         registry.task(name="w", dag="d")(functools.partial(work, 2))
+
+
+def test_a_run_context_pickles_without_its_process_bound_parts() -> None:
+    """Sent to a worker process, a context keeps deps and identity; its cancellation signal
+    and deadline belong to the engine's process and stay behind."""
+    import pickle
+
+    from flowrun import SystemClock
+
+    ctx = RunContext({"api": "https://x"}).for_attempt("r1", "etl", "load", 2, SystemClock())
+    ctx.set_deadline(SystemClock().monotonic() + 60)
+    ctx.cancel()
+    copy = pickle.loads(pickle.dumps(ctx))
+    assert (copy.api, copy.run_id, copy.dag_name, copy.task_name, copy.attempt) == (
+        "https://x",
+        "r1",
+        "etl",
+        "load",
+        2,
+    )
+    assert ctx.cancelled()
+    assert not copy.cancelled()
+    assert ctx.time_remaining_s() is not None
+    assert copy.time_remaining_s() is None
