@@ -62,7 +62,10 @@ class TaskSuccessEvent:
 
 @dataclass(frozen=True, slots=True)
 class TaskFailureEvent:
-    """The task failed for good: its retries are exhausted or the error is not retryable."""
+    """An attempt failed. Fired for every failed attempt, as the original product does (its
+    lifecycle passes through FAILED on the retry path); ``final`` is True when no retry follows
+    (retries exhausted or the error not retryable), and when one does a ``TaskRetryEvent``
+    comes right after this event. Alert on ``event.final`` to see each task fail only once."""
 
     run_id: str
     dag_name: str
@@ -71,11 +74,13 @@ class TaskFailureEvent:
     max_attempts: int
     duration_s: float
     error: str
+    final: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class TaskRetryEvent:
-    """An attempt failed and another one is scheduled after ``delay_s``."""
+    """An attempt failed (its ``TaskFailureEvent`` with ``final=False`` came just before) and
+    another one is scheduled after ``delay_s``."""
 
     run_id: str
     dag_name: str
@@ -133,10 +138,10 @@ class RunHook:
         """An attempt succeeded; ``event.result`` is its return value."""
 
     def on_task_failure(self, event: TaskFailureEvent) -> Any:
-        """The task failed for good (retries exhausted or not retryable)."""
+        """An attempt failed; ``event.final`` tells whether the task failed for good."""
 
     def on_task_retry(self, event: TaskRetryEvent) -> Any:
-        """An attempt failed; attempt ``event.next_attempt`` follows after ``delay_s``."""
+        """After a non-final failure: attempt ``event.next_attempt`` follows after ``delay_s``."""
 
     def on_task_skip(self, event: TaskSkipEvent) -> Any:
         """The task will not run: ``event.reason`` names the failed upstream task."""

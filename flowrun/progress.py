@@ -1,7 +1,8 @@
 """Progress of a run for the command line, built on the hook events.
 
 ``LiveProgress`` redraws one status line on a terminal (tasks done/total, running tasks,
-elapsed time) and prints retries, failures and skips above it as they happen.
+elapsed time) and prints retries, failures and skips above it as they happen. A failed attempt
+that is retried shows once, as its retry line (its ``TaskFailureEvent`` has ``final=False``).
 ``PlainProgress`` prints one line per event, for logs and pipes. Both write ASCII only.
 """
 
@@ -85,6 +86,8 @@ class PlainProgress(_Progress):
         )
 
     def on_task_failure(self, event: TaskFailureEvent) -> None:
+        if not event.final:
+            return  # the retry line that follows says the attempt failed
         self._line(
             f"FAILED  {event.task_name} ({_attempts(event.attempt, event.max_attempts)}): "
             f"{event.error}"
@@ -188,6 +191,8 @@ class LiveProgress(_Progress):
 
     def on_task_failure(self, event: TaskFailureEvent) -> None:
         self.running.pop(event.task_name, None)
+        if not event.final:
+            return  # the retry line that follows says the attempt failed
         self.failed += 1
         self._say(
             f"FAILED  {event.task_name} ({_attempts(event.attempt, event.max_attempts)}): "

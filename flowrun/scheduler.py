@@ -364,6 +364,7 @@ class Run:
         self.store.mark_retry(self.run_id, name, attempt.start_wall, finished, text, trace)
         self.status[name] = PENDING
         nxt = attempt.number + 1
+        self._failure_event(attempt, duration, text, final=False)
         if self.hooks.wants(TaskRetryEvent):
             self.events.append(
                 TaskRetryEvent(
@@ -416,22 +417,27 @@ class Run:
         text, trace = _describe(error)
         self.store.mark_failed(self.run_id, name, attempt.start_wall, finished, text, trace)
         self.status[name] = FAILED
-        if self.hooks.wants(TaskFailureEvent):
-            self.events.append(
-                TaskFailureEvent(
-                    self.run_id,
-                    self.dag_name,
-                    name,
-                    attempt.number,
-                    spec.max_attempts,
-                    duration,
-                    text,
-                )
-            )
+        self._failure_event(attempt, duration, text, final=True)
         self.logger.warning("task %r failed after %d attempt(s): %s", name, attempt.number, text)
         self.logger.debug("traceback of task %r attempt %d:\n%s", name, attempt.number, trace)
         self._consumed(name)
         self._skip_descendants(name, f"upstream task {name!r} failed")
+
+    def _failure_event(self, attempt: Attempt, duration: float, error: str, final: bool) -> None:
+        if self.hooks.wants(TaskFailureEvent):
+            spec = attempt.spec
+            self.events.append(
+                TaskFailureEvent(
+                    self.run_id,
+                    self.dag_name,
+                    spec.name,
+                    attempt.number,
+                    spec.max_attempts,
+                    duration,
+                    error,
+                    final,
+                )
+            )
 
     def _skip_descendants(self, name: str, reason: str) -> None:
         status = self.status

@@ -319,6 +319,15 @@ class RecordingHook(RunHook):
         """The events of one type, e.g. ``hook.of(TaskRetryEvent)``."""
         return [e for e in self.events if isinstance(e, event_type)]
 
+    def failures(self, *, final: bool | None = True) -> list[TaskFailureEvent]:
+        """Failed attempts. By default only the final ones (one per task that failed for good);
+        ``final=False`` gives the attempts that were retried, ``final=None`` every one."""
+        return [
+            e
+            for e in self.events
+            if isinstance(e, TaskFailureEvent) and (final is None or e.final is final)
+        ]
+
     def for_task(self, name: str) -> list[HookEvent]:
         """Every event about task ``name`` (start, success, retry, failure, skip)."""
         return [e for e in self.events if getattr(e, "task_name", None) == name]

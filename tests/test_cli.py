@@ -509,6 +509,8 @@ def test_live_progress_on_a_terminal(project: Path) -> None:
     assert "running 1: transform" in out
     assert "retry   transform: attempt 1/2 failed: RuntimeError: bad data" in out
     assert "FAILED  transform (attempt 2/2): RuntimeError: bad data" in out
+    assert "FAILED  transform (attempt 1/2)" not in out  # a retried attempt shows once
+    assert "| 2 failed" not in out  # the status line counts tasks that failed for good
     assert "of DAG 'etl': FAILED" in out  # the final table follows
 
 

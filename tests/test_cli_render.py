@@ -81,6 +81,7 @@ def test_plain_progress_prints_one_line_per_event() -> None:
     assert lines[6].startswith('FAILED  trans"form<x>#1 (attempt 2/2): RuntimeError')
     assert lines[7] == "skipped load: upstream task 'trans\"form<x>#1' failed"
     assert lines[8].endswith("FAILED in 0.00s")
+    assert len(lines) == 9  # the retried attempt's failure is its retry line, not a second one
 
 
 def test_live_progress_redraws_a_status_line_that_never_wraps() -> None:

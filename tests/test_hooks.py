@@ -107,12 +107,31 @@ async def test_all_seven_events_carry_their_fields(fake_clock: FakeClock) -> Non
         assert retry.error == "ConnectionError: refused"
         assert retry.duration_s >= 0.0
 
-    (failure,) = recorder.of(TaskFailureEvent)
-    assert failure.task_name == "flaky"
+    failures = recorder.of(TaskFailureEvent)  # every failed attempt, as the seed's lifecycle
+    assert [(e.task_name, e.attempt, e.final) for e in failures] == [
+        ("flaky", 1, False),
+        ("flaky", 2, False),
+        ("flaky", 3, True),
+    ]
+    (failure,) = recorder.failures()  # the final one
     assert failure.attempt == 3
     assert failure.max_attempts == 3
     assert failure.error == "ConnectionError: refused"
     assert failure.duration_s >= 0.0
+    assert [e.attempt for e in recorder.failures(final=False)] == [1, 2]
+    assert recorder.failures(final=None) == failures
+    # each retried attempt: its failure first, then the retry decision
+    flaky_events = [type(e).__name__ for e in recorder.for_task("flaky")]
+    assert flaky_events == [
+        "TaskStartEvent",
+        "TaskFailureEvent",
+        "TaskRetryEvent",
+        "TaskStartEvent",
+        "TaskFailureEvent",
+        "TaskRetryEvent",
+        "TaskStartEvent",
+        "TaskFailureEvent",
+    ]
 
     (skip,) = recorder.of(TaskSkipEvent)
     assert skip.task_name == "load"

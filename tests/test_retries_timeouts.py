@@ -203,7 +203,7 @@ async def test_descendants_are_skipped_only_after_retries_are_exhausted(
             child_status_during_retries.append(report["tasks"]["child"]["status"])
 
         def on_task_failure(self, event: TaskFailureEvent) -> None:
-            order.append(f"failure {event.task_name} {event.attempt}")
+            order.append(f"failure {event.task_name} {event.attempt} final={event.final}")
 
         def on_task_skip(self, event: TaskSkipEvent) -> None:
             order.append(f"skip {event.task_name}")
@@ -221,7 +221,14 @@ async def test_descendants_are_skipped_only_after_retries_are_exhausted(
 
     async with engine:
         run_id = await engine.run_once("r")
-    assert order == ["retry parent 1", "retry parent 2", "failure parent 3", "skip child"]
+    assert order == [
+        "failure parent 1 final=False",
+        "retry parent 1",
+        "failure parent 2 final=False",
+        "retry parent 2",
+        "failure parent 3 final=True",
+        "skip child",
+    ]
     assert child_status_during_retries == ["PENDING", "PENDING"]
     assert engine.get_run_report(run_id)["tasks"]["child"]["status"] == "SKIPPED"
 

@@ -79,10 +79,16 @@ def test_recording_hook_keeps_every_event() -> None:
     assert [e.task_name for e in hook.of(TaskSkipEvent)] == ["after"]
     assert [type(e).__name__ for e in hook.for_task("flaky")] == [
         "TaskStartEvent",
+        "TaskFailureEvent",
         "TaskRetryEvent",
         "TaskStartEvent",
         "TaskSuccessEvent",
     ]
+    assert [(e.task_name, e.final) for e in hook.failures(final=None)] == [
+        ("flaky", False),
+        ("boom", True),
+    ]
+    assert [e.task_name for e in hook.failures()] == ["boom"]
     assert hook.task_order() == ["flaky", "boom"]
     assert "events" in repr(hook)
     hook.clear()
