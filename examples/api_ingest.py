@@ -1,9 +1,10 @@
 """API ingest: paged JSON from an HTTP API, async, with retries and back-off, into SQLite.
 
-    flowrun run examples/api_ingest.py --context local_api
+    flowrun run examples/api_ingest.py
 
-``local_api`` starts a small JSON API on 127.0.0.1 (standard library ``http.server``, on a port
-the OS picks) for the duration of the run, and stops it afterwards. It serves ``PAGES`` pages
+The DAG's default context, ``local_api`` (``engine.dag("api_ingest", context=local_api)``),
+starts a small JSON API on 127.0.0.1 (standard library ``http.server``, on a port the OS
+picks) for the duration of each run, and stops it afterwards. It serves ``PAGES`` pages
 of orders at ``/orders?page=N``; page 3 answers ``503 Service Unavailable`` to its first two
 requests, so its task succeeds on attempt 3 after 0.05 s and 0.1 s of back-off. The orders
 are then cleaned and loaded into ``.flowrun/api_ingest/warehouse.sqlite`` under the current
@@ -14,7 +15,8 @@ directory (``API_INGEST_DIR`` to choose another directory).
     fetch_page_3 --+--> transform --> load
     fetch_page_4 --+
 
-Against a real API, give ``--context`` a factory that returns ``RunContext(Source(base_url))``.
+Against a real API, pass ``--context`` a factory of yours that returns
+``RunContext(Source(base_url))``: an explicit context wins over the default.
 """
 
 from __future__ import annotations
@@ -33,9 +35,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flowrun import RunContext, build_default_engine
-
-engine = build_default_engine(max_parallel=4)
-api_ingest = engine.dag("api_ingest")
 
 PAGES = 4
 PAGE_SIZE = 25
@@ -106,6 +105,10 @@ def local_api() -> Iterator[RunContext[Source]]:
         thread.join()
 
 
+engine = build_default_engine(max_parallel=4)
+api_ingest = engine.dag("api_ingest", context=local_api)  # every run without a context uses it
+
+
 # -- an async HTTP GET on asyncio streams ----------------------------------------------------
 class HttpError(Exception):
     pass
@@ -136,8 +139,8 @@ async def get_json(url: str, timeout_s: float = 5.0) -> Any:
 def _source(context: RunContext[Source]) -> Source:
     if not isinstance(context.deps, Source):
         raise RuntimeError(
-            "no API to read from: run with --context local_api (or a factory of yours that "
-            "returns RunContext(Source(base_url)))"
+            f"no API to read from: the run's context holds {context.deps!r}; give it "
+            "RunContext(Source(base_url)) (the DAG's default, local_api, does)"
         )
     return context.deps
 

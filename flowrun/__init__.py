@@ -5,6 +5,7 @@ from .context import RunContext
 from .dag import DAG
 from .engine import DagScope, Engine, SchedulerConfig, build_default_engine
 from .errors import (
+    ContextFactoryError,
     CrossDagDependencyError,
     CycleError,
     DagValidationError,
@@ -45,6 +46,7 @@ __all__ = [
     "DAG",
     "DEFAULT_DAG",
     "Clock",
+    "ContextFactoryError",
     "CrossDagDependencyError",
     "CycleError",
     "DagEndEvent",

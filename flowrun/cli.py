@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import importlib
 import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -33,9 +32,16 @@ from types import ModuleType
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
-from .context import RunContext
+from .context import ContextSource, RunContext, check_context_source, open_context
 from .engine import DagScope, Engine, SchedulerConfig
-from .errors import DagValidationError, UnknownDagError, UnknownRunError, UnknownTaskError, suggest
+from .errors import (
+    ContextFactoryError,
+    DagValidationError,
+    UnknownDagError,
+    UnknownRunError,
+    UnknownTaskError,
+    suggest,
+)
 from .hooks import DagStartEvent, RunHook
 from .progress import PROGRESS_MODES, LiveProgress, PlainProgress
 from .render import FORMATS, RUN_FORMATS, format_report, render_run
@@ -257,38 +263,38 @@ async def enter_context(
             f"{what}: module {module.__name__!r} has no attribute {attr!r}.{suggest(attr, public)}"
         )
     value = getattr(module, attr)
-    if isinstance(value, RunContext):
-        return value
-    if not callable(value):
-        raise UsageError(
-            f"{what}: {attr!r} is a {type(value).__name__}, not a RunContext or a "
-            "zero-argument callable returning one"
-        )
     try:
-        inspect.signature(value).bind()
-    except TypeError:
-        raise UsageError(f"{what}: {attr}() must take no arguments") from None
-    except ValueError:  # pragma: no cover - a builtin without a signature: just call it
-        pass
+        check_context_source(value, what)
+    except TypeError as exc:
+        raise UsageError(str(exc)) from None
+    return await _open_context(value, stack, what, wrong_kind=UsageError)
+
+
+async def enter_default_context(
+    engine: Engine, dag: str, stack: contextlib.AsyncExitStack
+) -> RunContext[Any] | None:
+    """The DAG's default context (``engine.dag(name, context=...)``), if it declares one."""
+    source = engine.registry.default_context(dag)
+    if source is None:
+        return None
+    return await _open_context(
+        source, stack, f"the default context of DAG {dag!r}", wrong_kind=CommandFailed
+    )
+
+
+async def _open_context(
+    source: ContextSource,
+    stack: contextlib.AsyncExitStack,
+    what: str,
+    wrong_kind: type[Exception],
+) -> RunContext[Any]:
     try:
-        made = value()
-        if inspect.isawaitable(made):
-            made = await made
-        if hasattr(made, "__aenter__") and hasattr(made, "__aexit__"):
-            made = await stack.enter_async_context(made)
-        elif hasattr(made, "__enter__") and hasattr(made, "__exit__"):
-            made = stack.enter_context(made)
-    except Exception as exc:
-        trace = "".join(traceback.format_exception(exc)).rstrip()
-        raise CommandFailed(
-            f"{what}: {attr}() raised {type(exc).__name__}: {exc}\n{trace}"
-        ) from None
-    if not isinstance(made, RunContext):
-        raise UsageError(
-            f"{what}: {attr}() gave a {type(made).__name__}, not a RunContext; return "
-            "RunContext(your_deps)"
-        )
-    return made
+        return await open_context(source, stack, what)
+    except ContextFactoryError as exc:
+        trace = "".join(traceback.format_exception(exc.error)).rstrip()
+        raise CommandFailed(f"{exc}\n{trace}") from None
+    except TypeError as exc:  # it gave something that is not a RunContext
+        raise wrong_kind(str(exc)) from None
 
 
 # -- the state store -------------------------------------------------------------------------
@@ -411,10 +417,12 @@ def execute(
     args: argparse.Namespace,
     target: Target,
     engine: Engine,
+    dag: str,
     start: Callable[[Engine, RunContext[Any] | None], Any],
 ) -> int:
     """Run ``start(engine, context)`` (a coroutine giving a run id) with the CLI's store and
-    progress display, then print the report; the exit code follows the run status."""
+    progress display, then print the report; the exit code follows the run status. The
+    context is ``--context``, else the DAG's default context, else none."""
     _configure_logging(args.log_level)
     tracker = _RunIdHook()
     with open_store(args, create=True) as store:
@@ -425,6 +433,8 @@ def execute(
         async def go() -> str:
             async with contextlib.AsyncExitStack() as stack:
                 context = await enter_context(args.context, target, stack)
+                if context is None:
+                    context = await enter_default_context(runner, dag, stack)
                 run_id: str = await start(runner, context)
                 return run_id
 
@@ -545,7 +555,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise UsageError(
                     f"--target {name!r}: DAG {dag!r} has no such task.{suggest(name, known)}"
                 )
-    return execute(args, target, engine, start)
+    return execute(args, target, engine, dag, start)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -565,7 +575,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     async def start(runner: Engine, context: RunContext[Any] | None) -> str:
         return await runner.resume(run_id, from_tasks, context)
 
-    return execute(args, target, engine, start)
+    return execute(args, target, engine, dag, start)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import threading
-from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from .clock import Clock
-from .errors import TaskCancelledError
+from .errors import ContextFactoryError, TaskCancelledError
 
-__all__ = ["RunContext"]
+__all__ = ["ContextSource", "RunContext", "check_context_source", "open_context"]
 
 DepsT = TypeVar("DepsT")
 
@@ -135,3 +137,63 @@ def _rebuild(
     ctx: RunContext[Any] = RunContext(deps)
     ctx.run_id, ctx.dag_name, ctx.task_name, ctx.attempt = run_id, dag_name, task_name, attempt
     return ctx
+
+
+ContextSource: TypeAlias = "RunContext[Any] | Callable[[], Any]"
+"""What may stand for a run's context where none is passed: a ``RunContext``, or a
+zero-argument callable returning one, an awaitable of one, or a (sync or async) context
+manager that yields one (entered for the run and exited after it)."""
+
+
+def describe_source(source: ContextSource) -> str:
+    """``local_api()`` for a factory, ``RunContext(...)`` for a context: how messages name it."""
+    if isinstance(source, RunContext):
+        return repr(source)
+    name = getattr(source, "__qualname__", None) or type(source).__name__
+    return f"{name}()"
+
+
+def check_context_source(source: object, what: str) -> None:
+    """Refuse, when it is declared, what could never make a context (``what`` names the
+    declaration in the message, e.g. ``"engine.dag('etl', context=...)"``)."""
+    if isinstance(source, RunContext):
+        return
+    if not callable(source):
+        raise TypeError(
+            f"{what} is a {type(source).__name__}, not a RunContext or a zero-argument "
+            "callable returning one; wrap your deps: RunContext(deps)"
+        )
+    try:
+        inspect.signature(source).bind()
+    except TypeError:
+        raise TypeError(
+            f"{what}: {describe_source(source)} must take no arguments (it is called once "
+            "per run to make the run's context)"
+        ) from None
+    except ValueError:  # pragma: no cover - a builtin without a signature: call it later
+        pass
+
+
+async def open_context(
+    source: ContextSource, stack: contextlib.AsyncExitStack, what: str
+) -> RunContext[Any]:
+    """Make the run's context from ``source`` (see ``ContextSource``); a context manager is
+    entered on ``stack``. What the factory raises comes out as ``ContextFactoryError``."""
+    if isinstance(source, RunContext):
+        return source
+    try:
+        made = source()
+        if inspect.isawaitable(made):
+            made = await made
+        if hasattr(made, "__aenter__") and hasattr(made, "__aexit__"):
+            made = await stack.enter_async_context(made)
+        elif hasattr(made, "__enter__") and hasattr(made, "__exit__"):
+            made = stack.enter_context(made)
+    except Exception as exc:
+        raise ContextFactoryError(f"{what}: {describe_source(source)}", exc) from exc
+    if not isinstance(made, RunContext):
+        raise TypeError(
+            f"{what}: {describe_source(source)} gave a {type(made).__name__}, not a "
+            "RunContext; return RunContext(your_deps)"
+        )
+    return made

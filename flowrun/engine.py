@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import uuid
@@ -13,7 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from .clock import Clock, SystemClock
-from .context import RunContext
+from .context import ContextSource, RunContext, open_context
 from .dag import DAG, build_dag
 from .errors import UnknownDagError, UnknownTaskError, suggest
 from .hooks import HookDispatcher, RunHook
@@ -124,10 +125,19 @@ class Engine:
         """Register ``func`` several times with ``.bind(name, **kwargs)``."""
         return self.registry.task_template(func, dag=dag, **options)
 
-    def dag(self, name: str) -> DagScope:
-        """A scope that fills in ``dag=name`` for registration and runs."""
+    def dag(self, name: str, *, context: ContextSource | None = None) -> DagScope:
+        """A scope that fills in ``dag=name`` for registration and runs.
+
+        ``context`` declares the DAG's default context, used by every run of it that is given
+        none (``run_once``, ``run_subgraph``, ``resume``, ``flowrun run``, ``pytest
+        --flowrun-run``, ``run_dag``): a ``RunContext``, or a zero-argument callable returning
+        one (or an awaitable of one, or a sync or async context manager yielding one, entered
+        for the run and exited after it). An explicit ``context=`` always wins.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a DAG name must be a non-empty string (got {name!r})")
+        if context is not None:
+            self.registry.set_default_context(name, context)
         return DagScope(self, name)
 
     def override(
@@ -263,6 +273,21 @@ class Engine:
                 f"context must be a RunContext (wrap your deps: RunContext(deps)), got "
                 f"{type(context).__name__}"
             )
+        source = None if context is not None else self.registry.default_context(dag.name)
+        if source is None:
+            return await self._start(dag, context, copied, results, resumed_from)
+        async with contextlib.AsyncExitStack() as stack:
+            made = await open_context(source, stack, f"the default context of DAG {dag.name!r}")
+            return await self._start(dag, made, copied, results, resumed_from)
+
+    async def _start(
+        self,
+        dag: DAG,
+        context: RunContext[Any] | None,
+        copied: dict[str, TaskRecord] | None,
+        results: dict[str, Any] | None,
+        resumed_from: str | None,
+    ) -> str:
         run = Run(
             run_id=uuid.uuid4().hex,
             dag=dag,
@@ -376,6 +401,11 @@ class DagScope:
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine
         self.name = name
+
+    @property
+    def context(self) -> ContextSource | None:
+        """The DAG's default context (``engine.dag(name, context=...)``), or None."""
+        return self.engine.registry.default_context(self.name)
 
     @overload
     def task(self, func: F, /) -> F: ...

@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "ContextFactoryError",
     "CrossDagDependencyError",
     "CycleError",
     "DagValidationError",
@@ -83,6 +84,18 @@ class UnknownRunError(ValueError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"unknown run id {run_id!r}: the state store has no such run")
+
+
+class ContextFactoryError(Exception):
+    """The code that makes a run's context (a DAG's default context, ``--context``) raised.
+
+    ``source`` says which factory (e.g. ``"the default context of DAG 'etl' (local_api())"``);
+    ``error`` is what it raised, also chained as ``__cause__`` so its traceback is kept."""
+
+    def __init__(self, source: str, error: BaseException) -> None:
+        self.source = source
+        self.error = error
+        super().__init__(f"{source} raised {describe(error)}")
 
 
 class TaskTimeoutError(TimeoutError):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from .context import RunContext
+from .context import ContextSource, RunContext, check_context_source, describe_source
 from .errors import DuplicateTaskError, TaskDefinitionError, suggest
 
 __all__ = [
@@ -298,6 +298,7 @@ class TaskRegistry:
         self._dags: dict[str, dict[str, TaskSpec]] = {}
         self._by_func: dict[int, tuple[Any, list[TaskSpec]]] = {}
         self._version = 0
+        self._contexts: dict[str, ContextSource] = {}
 
     # -- reading -----------------------------------------------------------------------------
     @property
@@ -320,6 +321,23 @@ class TaskRegistry:
         return list(self._dags) == [DEFAULT_DAG] and not any(
             s.scoped for s in self._dags[DEFAULT_DAG].values()
         )
+
+    def default_context(self, dag: str) -> ContextSource | None:
+        """What makes a run's context when none is passed (``engine.dag(name, context=...)``)."""
+        return self._contexts.get(dag)
+
+    def set_default_context(self, dag: str, source: ContextSource) -> None:
+        """Declare the default context of DAG ``dag``; every task of the DAG shares it."""
+        what = f"the default context of DAG {dag!r}"
+        check_context_source(source, what)
+        declared = self._contexts.get(dag)
+        if declared is not None and declared is not source:
+            raise ValueError(
+                f"DAG {dag!r} already has a default context ({describe_source(declared)}); "
+                f"it cannot also be {describe_source(source)}. Declare it once, with "
+                "engine.dag(name, context=...), and pass context= to a run to use another"
+            )
+        self._contexts[dag] = source
 
     def __contains__(self, key: object) -> bool:
         """``(dag, name) in registry``."""

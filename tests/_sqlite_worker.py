@@ -8,6 +8,8 @@ Usage: ``python _sqlite_worker.py MODE DB ...``
   new run id.
 - ``many DB COUNT TAG``: print ``ready``, wait for a line on stdin, run the ``many`` DAG COUNT
   times (5 runs at a time), printing ``done <run_id> <index>`` after each run.
+- ``tagged DB``: run the ``tagged`` DAG on a store with the user serializer ``TaggedJson``;
+  prints the run id (tests/test_serializers.py reads it back in the test process).
 
 Every ``pipeline`` task appends its name to LOG when it executes, so the parent counts
 executions across processes.
@@ -16,10 +18,34 @@ executions across processes.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from typing import Any
 
-from flowrun import Engine, RunContext, SqliteStateStore, build_default_engine
+from flowrun import (
+    Engine,
+    JsonSerializer,
+    ResultSerializer,
+    RunContext,
+    SqliteStateStore,
+    build_default_engine,
+)
+
+
+class TaggedJson(ResultSerializer):
+    """A user's serializer written against the protocol only (serialize/deserialize, no name:
+    its name is its ``__qualname__``, ``"TaggedJson"``): JSON behind a ``b"tag:"`` prefix."""
+
+    decoded = 0  # deserialize calls in this process: proof the reader used this class
+
+    def serialize(self, obj: Any) -> bytes:
+        return b"tag:" + json.dumps(obj).encode()
+
+    def deserialize(self, data: bytes) -> Any:
+        if not data.startswith(b"tag:"):
+            raise ValueError(f"not written by TaggedJson: {data[:20]!r}")
+        TaggedJson.decoded += 1
+        return json.loads(data[4:])
 
 
 def pipeline(store: SqliteStateStore, log: str, block: bool) -> Engine:
@@ -78,6 +104,21 @@ def many(store: SqliteStateStore) -> Engine:
     return engine
 
 
+def tagged(store: SqliteStateStore) -> Engine:
+    engine = build_default_engine(state_store=store)
+
+    @engine.task(dag="tagged")
+    def extract() -> tuple[list[dict[str, int]], list[str]]:
+        return [{"id": 1}, {"id": 2}], ["row 3: bad date"]
+
+    @engine.task(dag="tagged", deps=[extract])
+    def count(extract: tuple[list[dict[str, int]], list[str]]) -> dict[int, str]:
+        rows, errors = extract
+        return {len(rows): "rows", len(errors): "errors"}
+
+    return engine
+
+
 async def run_many(engine: Engine, count: int, tag: str) -> None:
     async def one(index: int) -> None:
         run_id = await engine.run_once("many", RunContext({"tag": tag, "index": index}))
@@ -89,7 +130,8 @@ async def run_many(engine: Engine, count: int, tag: str) -> None:
 
 def main(argv: list[str]) -> int:
     mode, db = argv[0], argv[1]
-    with SqliteStateStore(db) as store:
+    serializer = TaggedJson() if mode == "tagged" else JsonSerializer()
+    with SqliteStateStore(db, serializer=serializer) as store:
         if mode == "crash":
             asyncio.run(pipeline(store, argv[2], block=True).run_once("pipeline"))
             return 1  # not reached: transform blocks until the process is killed
@@ -102,6 +144,9 @@ def main(argv: list[str]) -> int:
             print("ready", flush=True)
             sys.stdin.readline()  # the parent starts every worker at once
             asyncio.run(run_many(engine, int(argv[2]), argv[3]))
+            return 0
+        if mode == "tagged":
+            print(asyncio.run(tagged(store).run_once("tagged")), flush=True)
             return 0
     raise SystemExit(f"unknown mode {mode!r}")
 

@@ -106,20 +106,21 @@ BAD_DAGS = textwrap.dedent(
 
 PERIODS = textwrap.dedent(
     """
+    import datetime
+
     from flowrun import build_default_engine
 
     engine = build_default_engine()
 
 
     @engine.task(dag="periods")
-    def period() -> tuple[int, int]:
-        return (2024, 1)
+    def period() -> datetime.date:
+        return datetime.date(2024, 1, 1)  # JSON cannot store a date
 
 
     @engine.task(dag="periods", deps=[period])
-    def label(period: tuple[int, int]) -> str:
-        year, month = period  # a list would do too; the tuple is what JSON cannot keep
-        return f"{year}-{month:02d}"
+    def label(period: datetime.date) -> str:
+        return f"{period.year}-{period.month:02d}"
     """
 )
 
@@ -403,7 +404,7 @@ def test_context_manager_is_entered_for_the_run_and_exited_after(project: Path) 
     ("name", "code", "message"),
     [
         ("setings", 2, "has no attribute 'setings'. Did you mean 'settings'?"),
-        ("not_a_context", 2, "'not_a_context' is a int, not a RunContext"),
+        ("not_a_context", 2, "--context not_a_context is a int, not a RunContext"),
         ("needs_args", 2, "needs_args() must take no arguments"),
         ("broken_factory", 1, "broken_factory() raised ConnectionError: vault unreachable"),
     ],
@@ -618,7 +619,7 @@ def test_serializer_pickle_stores_what_json_cannot(project: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert f"run {run_id} of DAG 'periods': SUCCESS" in shown.stdout
     report = as_json(flowrun(project, "show", run_id, "--json", "--serializer", "pickle"))
-    assert report["tasks"]["period"]["result"] == [2024, 1]  # the tuple, printed as JSON
+    assert report["tasks"]["period"]["result"] == "datetime.date(2024, 1, 1)"  # its repr
     assert report["tasks"]["label"]["result"] == "2024-01"
     by_env = flowrun(project, "show", run_id, "--json", env={"FLOWRUN_SERIALIZER": "pickle"})
     assert as_json(by_env) == report

@@ -60,8 +60,34 @@ def test_daily_etl_writes_only_under_the_working_directory(tmp_path: Path) -> No
     assert (tmp_path / ".flowrun" / "flowrun.sqlite").is_file()
 
 
+PIPELINE_FILES = sorted(p.name for p in EXAMPLES.glob("*.py"))
+
+
+def test_every_example_file_is_covered() -> None:
+    assert PIPELINE_FILES == [
+        "api_ingest.py",
+        "daily_etl.py",
+        "polars_pipeline.py",
+        "quickstart.py",
+    ]
+
+
+@pytest.mark.parametrize("name", PIPELINE_FILES)
+def test_every_example_runs_green_as_the_readme_shows(tmp_path: Path, name: str) -> None:
+    """``flowrun run FILE --db :memory:``, nothing else: no --context, no set-up."""
+    if name == "polars_pipeline.py":
+        pytest.importorskip(
+            "polars", reason="polars is not installed: pip install -e '.[examples]'"
+        )
+    report = report_of(run_example(tmp_path, name, "--db", ":memory:"))
+    assert report["status"] == "SUCCESS"
+    assert report["tasks"]
+    assert all(task["status"] == "SUCCESS" for task in report["tasks"].values())
+    assert not (tmp_path / ".flowrun" / "flowrun.sqlite").exists()  # :memory: keeps nothing
+
+
 def test_api_ingest_retries_the_flaky_page_and_loads_sqlite(tmp_path: Path) -> None:
-    report = report_of(run_example(tmp_path, "api_ingest.py", "--context", "local_api"))
+    report = report_of(run_example(tmp_path, "api_ingest.py"))  # its default context serves
     tasks = report["tasks"]
     assert report["status"] == "SUCCESS"
     assert [tasks[f"fetch_page_{n}"]["attempt"] for n in (1, 2, 3, 4)] == [1, 1, 3, 1]
@@ -74,11 +100,16 @@ def test_api_ingest_retries_the_flaky_page_and_loads_sqlite(tmp_path: Path) -> N
     assert customer == "Customer 1"
 
 
-def test_api_ingest_without_its_context_says_how_to_run_it(tmp_path: Path) -> None:
-    proc = run_example(tmp_path, "api_ingest.py")
+def test_api_ingest_with_an_explicit_context_uses_it_not_the_default(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.py").write_text(
+        "from flowrun import RunContext\n\nNOWHERE = RunContext({'base_url': None})\n",
+        encoding="utf-8",
+    )
+    proc = run_example(tmp_path, "api_ingest.py", "--context", "elsewhere:NOWHERE")
     assert proc.returncode == 1
     report = json.loads(proc.stdout)
-    assert "run with --context local_api" in report["tasks"]["fetch_page_1"]["error"]
+    error = report["tasks"]["fetch_page_1"]["error"]
+    assert "no API to read from: the run's context holds {'base_url': None}" in error
 
 
 def test_polars_pipeline(tmp_path: Path) -> None:

@@ -260,10 +260,12 @@ def test_concurrent_opens_of_a_new_file_create_it_once(tmp_path: Path) -> None:
         (Point(1, 2), "Point", "a Point"),
     ],
 )
-async def test_json_refuses_what_it_cannot_store_exactly(
+async def test_strict_json_refuses_what_it_cannot_store_exactly(
     tmp_path: Path, value: Any, type_name: str, detail: str
 ) -> None:
-    with SqliteStateStore(tmp_path / "state.db") as store:
+    """The default follows json.dumps (tests/test_serializers.py); strict=True is the mode
+    that guarantees a resumed task receives exactly what its parent returned."""
+    with SqliteStateStore(tmp_path / "state.db", serializer=JsonSerializer(strict=True)) as store:
         engine = pipeline(store, {"second": value})
 
         @engine.task(dag="p")
@@ -358,45 +360,47 @@ async def test_reading_results_with_another_serializer_fails_clearly(tmp_path: P
     )
 
 
-async def test_any_object_with_name_dumps_and_loads_is_a_serializer(tmp_path: Path) -> None:
-    class Upper:
-        name = "upper-json"
+async def test_any_object_with_serialize_and_deserialize_is_a_serializer(tmp_path: Path) -> None:
+    class Upper:  # duck-typed: no base class, no name
+        def serialize(self, obj: Any) -> bytes:
+            return JsonSerializer().serialize(obj).upper()
 
-        def dumps(self, value: Any) -> bytes:
-            return JsonSerializer().dumps(value).upper()
-
-        def loads(self, data: bytes) -> Any:
-            return JsonSerializer().loads(data.lower())
+        def deserialize(self, data: bytes) -> Any:
+            return JsonSerializer().deserialize(data.lower())
 
     assert isinstance(Upper(), ResultSerializer)
+    assert not isinstance(object(), ResultSerializer)
     with SqliteStateStore(tmp_path / "state.db", serializer=Upper()) as store:
         run_id = await pipeline(store).run_once("p")
         assert store.load_run(run_id).tasks["third"].result == "done"
-    with pytest.raises(TypeError, match="serializer must have"):
+    with raw(tmp_path / "state.db") as conn:
+        formats = conn.execute("SELECT DISTINCT result_format FROM tasks WHERE result NOT NULL")
+        assert formats.fetchall() == [(Upper.__qualname__,)]  # the default name
+    with pytest.raises(TypeError, match="serializer must be a ResultSerializer"):
         SqliteStateStore(tmp_path / "other.db", serializer=object())  # type: ignore[arg-type]
 
 
 async def test_a_serializer_that_returns_no_bytes_fails_the_task(tmp_path: Path) -> None:
-    class Text:
-        name = "text"
+    class Text(ResultSerializer):
+        def serialize(self, obj: Any) -> bytes:
+            return str(obj)  # type: ignore[return-value]
 
-        def dumps(self, value: Any) -> bytes:
-            return str(value)  # type: ignore[return-value]
-
-        def loads(self, data: bytes) -> Any:
+        def deserialize(self, data: bytes) -> Any:
             return data
 
     with SqliteStateStore(tmp_path / "state.db", serializer=Text()) as store:
         engine = pipeline(store)
         report = engine.get_run_report(await engine.run_once("p"))
-    assert report["tasks"]["first"]["error"].endswith("returned str, not bytes; fix its dumps()")
+    assert report["tasks"]["first"]["error"].endswith(
+        "returned str, not bytes; fix its serialize()"
+    )
 
 
 def test_json_names_a_circular_reference() -> None:
     looped: list[Any] = [1]
     looped.append({"back": looped})
     with pytest.raises(TypeError, match=r"a circular reference \(at result\[1\]\['back'\]\)"):
-        JsonSerializer().dumps(looped)
+        JsonSerializer().serialize(looped)
     assert repr(JsonSerializer()) == "JsonSerializer()"
     assert repr(PickleSerializer()) == "PickleSerializer()"
 

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import json
 import pickle
-from typing import Any, Protocol, runtime_checkable
+from abc import ABCMeta
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["JsonSerializer", "PickleSerializer", "ResultEncodingError", "ResultSerializer"]
+__all__ = [
+    "JsonSerializer",
+    "PickleSerializer",
+    "ResultEncodingError",
+    "ResultSerializer",
+]
+
+_JSON_SCALARS = (str, int, float)  # bool is an int; json.dumps also takes them (and None) as keys
 
 
 class ResultEncodingError(TypeError):
@@ -18,59 +26,131 @@ class ResultEncodingError(TypeError):
     from ``mark_success``, so the scheduler records that task FAILED with this message."""
 
 
-@runtime_checkable
-class ResultSerializer(Protocol):
-    """Encodes results for a persistent store.
+class _QualnameDefault:
+    """``name`` when a serializer sets none: its class's ``__qualname__``. A non-data
+    descriptor, so a subclass (class attribute) or an instance (``self.name = ...``) can set
+    its own."""
 
-    ``name`` is stored beside every encoded result, so a database read back with another
-    serializer fails with a clear message instead of returning garbage (or unpickling data
-    the reader did not ask to trust). ``dumps`` raises any ``Exception`` whose message says
-    what it cannot encode and how to fix it.
+    def __get__(self, obj: object, owner: type | None = None) -> str:
+        return (owner if owner is not None else type(obj)).__qualname__
+
+
+# Not abstract on purpose: an incomplete subclass (say, one with the old dumps/loads) reaches
+# the store's check_serializer, whose message says what to rename.
+class ResultSerializer(metaclass=ABCMeta):  # noqa: B024 - ABCMeta only for __subclasshook__
+    """Encodes results for a persistent store: subclass it and implement ``serialize`` and
+    ``deserialize``.
+
+    ``serialize(obj) -> bytes`` raises any ``Exception`` whose message says what it cannot
+    encode and how to fix it; ``deserialize(data) -> Any`` gives the value back.
+
+    ``name`` (default: the class's ``__qualname__``) is stored beside every encoded result,
+    so a database read back with another serializer fails with a clear message instead of
+    returning garbage (or unpickling data the reader did not ask to trust). Set it to keep
+    databases readable when the class is renamed, or change it when the bytes change.
+
+    ``isinstance(obj, ResultSerializer)`` is also true for any object whose class has
+    ``serialize`` and ``deserialize`` methods, without subclassing.
     """
 
-    @property
-    def name(self) -> str: ...
+    if TYPE_CHECKING:
+        name: str
+    else:
+        name = _QualnameDefault()
 
-    def dumps(self, value: Any) -> bytes: ...
+    def serialize(self, obj: Any) -> bytes:
+        raise NotImplementedError(f"{type(self).__qualname__} must implement serialize(obj)")
 
-    def loads(self, data: bytes) -> Any: ...
+    def deserialize(self, data: bytes) -> Any:
+        raise NotImplementedError(f"{type(self).__qualname__} must implement deserialize(data)")
+
+    @classmethod
+    def __subclasshook__(cls, other: type) -> bool:
+        if cls is not ResultSerializer:  # JsonSerializer and the like: ordinary isinstance
+            return NotImplemented  # type: ignore[no-any-return]
+        methods = ("serialize", "deserialize")
+        return all(any(k.__dict__.get(m) is not None for k in other.__mro__) for m in methods)
 
 
-class JsonSerializer:
+def check_serializer(serializer: object) -> str:
+    """The format name a store records for ``serializer``; a clear ``TypeError`` if it is not
+    a serializer (including one written against the old ``dumps``/``loads`` protocol)."""
+    kind = type(serializer)
+    missing = [
+        method
+        for method in ("serialize", "deserialize")
+        if not callable(getattr(serializer, method, None))
+        or getattr(kind, method, None) is getattr(ResultSerializer, method)
+    ]
+    if missing:
+        if callable(getattr(serializer, "dumps", None)) or callable(
+            getattr(serializer, "loads", None)
+        ):
+            raise TypeError(
+                f"serializer {serializer!r} has dumps()/loads(), but a ResultSerializer "
+                "implements serialize(obj) -> bytes and deserialize(data) -> Any: rename dumps "
+                "to serialize and loads to deserialize"
+            )
+        raise TypeError(
+            f"serializer must be a ResultSerializer (such as JsonSerializer()) implementing "
+            f"serialize(obj) -> bytes and deserialize(data) -> Any; {serializer!r} does not "
+            f"implement {' nor '.join(m + '()' for m in missing)}"
+        )
+    name = getattr(serializer, "name", None)
+    if name is None:
+        name = kind.__qualname__  # duck-typed, not a subclass: the same default
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"serializer {serializer!r}: 'name' must be a non-empty str, got {name!r}")
+    return name
+
+
+class JsonSerializer(ResultSerializer):
     """The default: readable, portable, safe to load from any database.
 
-    Stores only values JSON gives back *exactly* (``None``, ``bool``, ``int``, ``float``,
-    ``str``, lists, dicts with ``str`` keys). Anything JSON would silently change, such as a
-    tuple coming back as a list or an ``int`` dict key coming back as a ``str``, is refused:
-    a resumed run must receive the same input its task produced.
+    Stores whatever ``json.dumps`` accepts, with its semantics: tuples come back as lists,
+    ``int``/``float``/``bool``/``None`` dict keys as ``str``, NaN and infinities are kept. One
+    ``json.dumps`` per result: a value is walked only when that fails, to name the culprit.
+
+    ``JsonSerializer(strict=True)`` refuses anything JSON would change, so a resumed run
+    receives exactly what its task produced; it checks by decoding each result again.
     """
 
     name = "json"
 
-    def dumps(self, value: Any) -> bytes:
-        if value is None:
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+
+    def serialize(self, obj: Any) -> bytes:
+        if obj is None:
             return b"null"
-        kind = type(value)
+        kind = type(obj)
         if kind is str or kind is int or kind is bool:
-            return json.dumps(value, ensure_ascii=False).encode()
+            return _encode(json.dumps(obj, ensure_ascii=False), obj)
         try:
-            text = json.dumps(value, ensure_ascii=False)
-        except (TypeError, ValueError) as error:  # unsupported type, circular reference
-            raise TypeError(_json_refusal(value) or str(error)) from None
-        if json.loads(text) != value:  # a tuple, a non-str dict key... (or a NaN: accepted)
-            refusal = _json_refusal(value)
+            text = json.dumps(obj, ensure_ascii=False)
+        except (TypeError, ValueError) as error:  # unsupported type or key, circular reference
+            raise TypeError(_json_refusal(obj, self.strict) or str(error)) from None
+        if self.strict and json.loads(text) != obj:  # a tuple, a non-str key... (or a NaN)
+            refusal = _json_refusal(obj, strict=True)
             if refusal:
                 raise TypeError(refusal)
-        return text.encode()
+        return _encode(text, obj)
 
-    def loads(self, data: bytes) -> Any:
+    def deserialize(self, data: bytes) -> Any:
         return json.loads(data)
 
     def __repr__(self) -> str:
-        return "JsonSerializer()"
+        return "JsonSerializer(strict=True)" if self.strict else "JsonSerializer()"
 
 
-class PickleSerializer:
+def _encode(text: str, obj: Any) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: JSON's \u escapes keep it
+        return json.dumps(obj).encode()
+
+
+class PickleSerializer(ResultSerializer):
     """Stores any picklable object (tuples, sets, dates, dataclasses...).
 
     Loading a pickle runs code chosen by whoever wrote it: use it only on databases you trust.
@@ -79,51 +159,63 @@ class PickleSerializer:
 
     name = "pickle"
 
-    def dumps(self, value: Any) -> bytes:
+    def serialize(self, obj: Any) -> bytes:
         try:
-            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as error:
             raise TypeError(f"pickle cannot encode it ({error}); return picklable data") from None
 
-    def loads(self, data: bytes) -> Any:
+    def deserialize(self, data: bytes) -> Any:
         return pickle.loads(data)
 
     def __repr__(self) -> str:
         return "PickleSerializer()"
 
 
-def _json_refusal(value: Any) -> str | None:
-    """Why JSON cannot store ``value`` exactly, pointing at the first culprit; None if it can."""
-    found = _first_inexact(value, "result", set())
+def _json_refusal(value: Any, strict: bool) -> str | None:
+    """Why JSON cannot store ``value`` (exactly, if ``strict``), pointing at the first culprit;
+    None if it can."""
+    found = _first_refused(value, "result", set(), strict)
     if found is None:
         return None
     where, what = found
     at = "" if where == "result" else f" (at {where})"
+    if strict:
+        return (
+            f"JSON cannot store {what}{at} exactly; return None, bool, int, float, str, lists "
+            "and dicts with str keys, or open the store with serializer=PickleSerializer()"
+        )
     return (
-        f"JSON cannot store {what}{at} exactly; return None, bool, int, float, str, lists and "
-        "dicts with str keys, or open the store with serializer=PickleSerializer()"
+        f"JSON cannot store {what}{at}; return None, bool, int, float, str, lists, tuples and "
+        "dicts (with str, int, float, bool or None keys), or open the store with "
+        "serializer=PickleSerializer()"
     )
 
 
-def _first_inexact(value: Any, where: str, seen: set[int]) -> tuple[str, str] | None:
-    if value is None or isinstance(value, (str, int, float)):
+def _first_refused(value: Any, where: str, seen: set[int], strict: bool) -> tuple[str, str] | None:
+    if value is None or isinstance(value, _JSON_SCALARS):
         return None
-    if isinstance(value, (list, dict)):
-        if id(value) in seen:
-            return where, "a circular reference"
-        seen.add(id(value))
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                found = _first_inexact(item, f"{where}[{index}]", seen)
-                if found is not None:
-                    return found
-        else:
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    return where, f"a dict key of type {type(key).__name__} ({key!r})"
-                found = _first_inexact(item, f"{where}[{key!r}]", seen)
-                if found is not None:
-                    return found
-        seen.discard(id(value))
-        return None
-    return where, f"a {type(value).__name__}"
+    containers = (list, dict) if strict else (list, tuple, dict)
+    if not isinstance(value, containers):
+        return where, f"a {type(value).__name__}"
+    if id(value) in seen:
+        return where, "a circular reference"
+    seen.add(id(value))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) and (strict or not _json_key(key)):
+                return where, f"a dict key of type {type(key).__name__} ({key!r})"
+            found = _first_refused(item, f"{where}[{key!r}]", seen, strict)
+            if found is not None:
+                return found
+    else:
+        for index, item in enumerate(value):
+            found = _first_refused(item, f"{where}[{index}]", seen, strict)
+            if found is not None:
+                return found
+    seen.discard(id(value))
+    return None
+
+
+def _json_key(key: Any) -> bool:
+    return key is None or isinstance(key, _JSON_SCALARS)

@@ -38,7 +38,7 @@ from typing import Any, NoReturn, TypeVar
 from ..clock import Clock, SystemClock
 from ..errors import UnknownRunError
 from .records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
-from .serializers import JsonSerializer, ResultEncodingError, ResultSerializer
+from .serializers import JsonSerializer, ResultEncodingError, ResultSerializer, check_serializer
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStateStore", "StateDatabaseError"]
 
@@ -156,10 +156,10 @@ class SqliteStateStore:
 
     ``SqliteStateStore(db_path, serializer=JsonSerializer(), cache_ttl_s=None, recover=False)``
 
-    - ``serializer`` encodes results (``JsonSerializer``, ``PickleSerializer`` or any
-      ``ResultSerializer``). A result it cannot encode fails that task with a
-      ``ResultEncodingError`` naming the task, the type and the fix; ``retain_result=False``
-      results are never encoded nor written.
+    - ``serializer`` encodes results (``JsonSerializer``, ``PickleSerializer`` or a
+      ``ResultSerializer`` subclass implementing ``serialize``/``deserialize``). A result it
+      cannot encode fails that task with a ``ResultEncodingError`` naming the task, the type
+      and the fix; ``retain_result=False`` results are never encoded nor written.
     - ``cache_ttl_s=None``: the runs this store created are served from a write-through
       in-process cache that never expires (this process is their only writer, so the cache is
       always right); every other run is read from the database on each ``load_run`` /
@@ -190,11 +190,7 @@ class SqliteStateStore:
         busy_timeout_s: float = 30.0,
         clock: Clock | None = None,
     ) -> None:
-        if not isinstance(serializer, ResultSerializer) or not serializer.name:
-            raise TypeError(
-                f"serializer must have a non-empty 'name', 'dumps' and 'loads' (a "
-                f"ResultSerializer such as JsonSerializer()), got {serializer!r}"
-            )
+        self._format = check_serializer(serializer)  # the name stored beside each result
         for label, value in (("cache_ttl_s", cache_ttl_s), ("busy_timeout_s", busy_timeout_s)):
             if value is None and label == "cache_ttl_s":
                 continue
@@ -384,7 +380,7 @@ class SqliteStateStore:
                 rec.error,
                 rec.traceback,
                 blob,
-                self.serializer.name if blob is not None else None,
+                self._format if blob is not None else None,
                 rec.deps,
             )
         with self._lock:
@@ -442,7 +438,7 @@ class SqliteStateStore:
             rec = self._task(run_id, task)
             rec.status, rec.started_at, rec.finished_at = SUCCESS, started_at, finished_at
             if blob is not None:
-                rec.blob, rec.fmt = blob, self.serializer.name
+                rec.blob, rec.fmt = blob, self._format
 
     def mark_failed(
         self,
@@ -496,7 +492,7 @@ class SqliteStateStore:
     def _encode(self, run_id: str, task: str, result: Any) -> bytes:
         serializer = self.serializer
         try:
-            blob = serializer.dumps(result)
+            blob = serializer.serialize(result)
         except Exception as error:
             raise ResultEncodingError(
                 f"task {task!r} returned a {type(result).__name__} that the state store cannot "
@@ -506,7 +502,7 @@ class SqliteStateStore:
         if not isinstance(blob, bytes):
             raise ResultEncodingError(
                 f"task {task!r} (run {run_id}): serializer {serializer!r} returned "
-                f"{type(blob).__name__}, not bytes; fix its dumps()"
+                f"{type(blob).__name__}, not bytes; fix its serialize()"
             )
         return blob
 
@@ -672,16 +668,17 @@ class SqliteStateStore:
         )
 
     def _decode(self, run: _Run, task: _Task, blob: bytes) -> Any:
-        if task.fmt == _JSON.name and self.serializer.name != _JSON.name:
-            return _JSON.loads(blob)  # JSON is safe to load whatever this store writes
-        if task.fmt != self.serializer.name:
-            fix = _KNOWN_SERIALIZERS.get(task.fmt or "", f"a serializer named {task.fmt!r}")
+        if task.fmt == _JSON.name and self._format != _JSON.name:
+            return _JSON.deserialize(blob)  # JSON is safe to load whatever this store writes
+        if task.fmt != self._format:
+            known = _KNOWN_SERIALIZERS.get(task.fmt or "")
+            fix = f"serializer={known}" if known else f"the serializer named {task.fmt!r}"
             self._fail(
                 f"holds the result of task {task.name!r} of run {run.run_id} in the "
-                f"{task.fmt!r} format, but this store's serializer is {self.serializer.name!r}; "
-                f"open the database with serializer={fix} to read it"
+                f"{task.fmt!r} format, but this store's serializer is {self._format!r}; "
+                f"open the database with {fix} to read it"
             )
-        return self.serializer.loads(blob)
+        return self.serializer.deserialize(blob)
 
     # -- crash recovery ----------------------------------------------------------------------
     def recover(self) -> list[str]:
