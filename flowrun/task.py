@@ -8,13 +8,14 @@ the context, the ``upstream`` dict or a named upstream result). A run only follo
 from __future__ import annotations
 
 import contextvars
+import difflib
 import functools
 import inspect
 import math
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -209,9 +210,14 @@ def _annotations(func: Callable[..., Any]) -> dict[str, Any]:
 
 
 def make_call_plan(
-    func: Callable[..., Any], name: str, dag: str | None, deps: Sequence[str]
+    func: Callable[..., Any],
+    name: str,
+    dag: str | None,
+    deps: Sequence[str],
+    known: Collection[str] = (),
 ) -> CallPlan:
-    """Decide once, at registration, what each parameter of ``func`` receives."""
+    """Decide once, at registration, what each parameter of ``func`` receives (``known``: the
+    tasks the DAG has so far, to tell a typo in ``deps`` from a typo in a parameter)."""
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError) as exc:
@@ -241,7 +247,9 @@ def make_call_plan(
         elif param.default is not inspect.Parameter.empty:
             continue
         else:
-            raise TaskDefinitionError(_unbound_message(param.name, name, dag, deps, takes_upstream))
+            raise TaskDefinitionError(
+                _unbound_message(param.name, name, dag, deps, takes_upstream, known)
+            )
     if any(p[3] for p in plan):
         # Positional-only parameters must be passed in order, with nothing skipped before them.
         positional_names = [
@@ -257,7 +265,12 @@ def make_call_plan(
 
 
 def _unbound_message(
-    param: str, name: str, dag: str | None, deps: Sequence[str], takes_upstream: bool
+    param: str,
+    name: str,
+    dag: str | None,
+    deps: Sequence[str],
+    takes_upstream: bool,
+    known: Collection[str],
 ) -> str:
     base = f"parameter {param!r} of {_where(name, dag)} would receive nothing"
     if takes_upstream and param in deps:
@@ -267,8 +280,15 @@ def _unbound_message(
         )
     if param in ("context", "ctx"):
         return f"{base}: annotate it as RunContext (e.g. '{param}: RunContext[Deps]')"
-    hint = suggest(param, deps)
     listed = ", ".join(repr(d) for d in deps) or "none"
+    if param in known:  # the parameter names a task: the typo, if any, is in deps
+        close = difflib.get_close_matches(param, list(deps), n=1, cutoff=0.6)
+        fix = f"replace {close[0]!r} with {param!r}" if close else f"add {param!r}"
+        return (
+            f"{base}: it names the task {param!r}, which is not among its deps ({listed}); "
+            f"{fix} in deps to receive its result"
+        )
+    hint = suggest(param, deps)
     return (
         f"{base}: it is not a dependency (deps: {listed}), not 'upstream', not annotated "
         f"RunContext, and has no default.{hint}"
@@ -485,7 +505,7 @@ class TaskRegistry:
                 f"'retain_result' must be True or False (got {retain_result!r}) for "
                 f"{_where(task_name, dag)}"
             )
-        plan = make_call_plan(func, task_name, dag, names)
+        plan = make_call_plan(func, task_name, dag, names, self.tasks_of(dag_name))
         return TaskSpec(
             name=task_name,
             dag=dag_name,

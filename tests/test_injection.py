@@ -213,6 +213,32 @@ def test_unbound_parameter_names_task_and_parameter(engine: Engine) -> None:
     assert engine.list_tasks("etl") == ["extract"]
 
 
+def test_a_typo_in_deps_is_pointed_at_in_deps_not_in_the_parameter(engine: Engine) -> None:
+    @engine.task(dag="etl")
+    def extract() -> int:
+        return 1
+
+    with pytest.raises(TaskDefinitionError) as info:
+
+        @engine.task(dag="etl", deps=["extrct"])
+        def transform(extract: int) -> int:
+            return extract
+
+    message = str(info.value)
+    assert message == (
+        "parameter 'extract' of task 'transform' in DAG 'etl' would receive nothing: it names "
+        "the task 'extract', which is not among its deps ('extrct'); replace 'extrct' with "
+        "'extract' in deps to receive its result"
+    )
+    assert "Did you mean 'extrct'" not in message
+
+
+def test_a_parameter_naming_a_task_left_out_of_deps_says_add_it(engine: Engine) -> None:
+    engine.task("extract", dag="etl")(lambda: 1)
+    with pytest.raises(TaskDefinitionError, match=r"add 'extract' in deps to receive its result"):
+        engine.task("load", dag="etl")(lambda extract: extract)
+
+
 def test_unbound_parameter_without_deps(engine: Engine) -> None:
     def lonely(value: int) -> int:
         return value
