@@ -112,7 +112,7 @@ def test_two_different_names_is_an_error(engine: Engine) -> None:
 
     # The name is one parameter, given positionally or by keyword: Python rejects both.
     with pytest.raises(TypeError, match="multiple values for argument 'name'"):
-        engine.task("a", name="b")(f)  # type: ignore[misc]
+        engine.task("a", name="b")(f)  # type: ignore[call-overload]
 
 
 async def test_deps_by_decorated_callable(engine: Engine) -> None:
@@ -183,7 +183,7 @@ def test_duplicate_deps_are_collapsed(engine: Engine) -> None:
 
 def test_non_callable_non_string_dep_is_rejected(engine: Engine) -> None:
     with pytest.raises(TaskDefinitionError, match=r"'consumer'.*'d'.*a dependency must be"):
-        engine.task(name="consumer", dag="d", deps=[42])(lambda: None)
+        engine.task(name="consumer", dag="d", deps=[42])(lambda: None)  # type: ignore[list-item]
 
 
 # -- engine.dag scope ---------------------------------------------------------------------------
