@@ -44,7 +44,7 @@ from .errors import (
 )
 from .hooks import DagStartEvent, RunHook
 from .progress import PROGRESS_MODES, LiveProgress, PlainProgress
-from .render import FORMATS, RUN_FORMATS, format_report, render_run
+from .render import FORMATS, RUN_FORMATS, format_report, render_run, trim_traceback
 from .report import build_report
 from .state.memory import InMemoryStateStore
 from .state.protocol import StateStoreProtocol
@@ -180,17 +180,9 @@ def _import_error(spec: str, exc: BaseException) -> UsageError:
         if as_file.is_file():
             hint = f"; did you mean the file {str(as_file)!r}?"
         return UsageError(f"cannot import TARGET {spec!r}: no module named {exc.name!r}{hint}")
-    machinery = ("<frozen importlib", os.path.dirname(importlib.__file__) + os.sep, __file__)
-    frames = [
-        frame
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith(machinery)
-    ]
-    trace = "".join(traceback.format_list(frames)) if frames else ""
-    detail = "".join(traceback.format_exception_only(exc)).rstrip()
+    trace = trim_traceback("".join(traceback.format_exception(exc))).rstrip()
     return UsageError(
-        f"cannot import TARGET {spec!r}: {type(exc).__name__} while importing it\n"
-        f"Traceback (most recent call last):\n{trace}{detail}"
+        f"cannot import TARGET {spec!r}: {type(exc).__name__} while importing it\n{trace}"
     )
 
 

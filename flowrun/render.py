@@ -210,6 +210,7 @@ def format_report(report: Mapping[str, Any], *, tracebacks: bool = True) -> str:
 
 def _internal_dirs() -> tuple[str, ...]:
     import concurrent.futures
+    import importlib
     import os
     import threading
 
@@ -219,14 +220,17 @@ def _internal_dirs() -> tuple[str, ...]:
         os.path.dirname(engine.__file__) + os.sep,
         os.path.dirname(asyncio.__file__) + os.sep,
         os.path.dirname(concurrent.futures.__file__) + os.sep,
+        os.path.dirname(importlib.__file__) + os.sep,
+        "<frozen importlib",
         threading.__file__,
     )
 
 
-def trim_traceback(text: str) -> str:
-    """Drop the frames of flowrun, asyncio and the thread pool from a formatted traceback, so
+def trim_traceback(text: str, also: Sequence[str] = ()) -> str:
+    """Drop the frames of flowrun, asyncio, the thread pool and the import machinery (and of
+    the paths that start with one of ``also``, e.g. pytest's) from a formatted traceback, so
     what is left is the user's code; a traceback with no user frame is returned unchanged."""
-    internal = _internal_dirs()
+    internal = (*_internal_dirs(), *also)
     kept: list[str] = []
     frame: list[str] = []
     dropped = kept_frames = 0

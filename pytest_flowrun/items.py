@@ -10,6 +10,7 @@ import functools
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,17 @@ def _home_module(engine: Engine, dag: str) -> str | None:
     return None
 
 
+def _plugin_dirs() -> tuple[str, ...]:
+    """pytest's, pluggy's and this plugin's code: frames a DAG module's import error hides."""
+    import _pytest
+    import pluggy
+
+    return tuple(
+        os.path.dirname(str(module.__file__)) + os.sep
+        for module in (_pytest, pluggy, sys.modules[__name__.rpartition(".")[0]])
+    )
+
+
 class DagModule(pytest.Module):
     """A file matching ``flowrun_files``: imported like a test module, one item per DAG."""
 
@@ -101,18 +113,10 @@ class DagModule(pytest.Module):
             yield DagImportErrorItem.from_parent(self, name="import", text=str(exc))
             return
         except (Exception, SystemExit) as exc:  # any error raised by the module's code
-            info = pytest.ExceptionInfo.from_exception(exc)
-            info.traceback = info.traceback.filter(
-                lambda entry: (
-                    "importlib" not in str(entry.path)
-                    and "_pytest" not in str(entry.path)
-                    and "pluggy" not in str(entry.path)
-                    and "pytest_flowrun" not in str(entry.path)
-                )
-            )
-            text = f"error while importing DAG module '{self.path}':\n" + str(
-                info.getrepr(style="short")
-            )
+            from flowrun.testing import trim_traceback
+
+            trace = trim_traceback("".join(traceback.format_exception(exc)), _plugin_dirs())
+            text = f"error while importing DAG module '{self.path}':\n{trace.rstrip()}"
             yield DagImportErrorItem.from_parent(self, name="import", text=text)
             return
         names: set[str] = set()

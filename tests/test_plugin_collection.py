@@ -169,10 +169,15 @@ def test_import_error_is_a_failing_item(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*error while importing DAG module*broken.py*",
+            "Traceback (most recent call last):",
+            '  File "*broken.py", line *, in <module>',
             "*raise RuntimeError('no config')*",
-            "E   RuntimeError: no config",
+            "RuntimeError: no config",
         ]
     )
+    broken = result.stdout.str().split("flowrun import of broken.py")[1].split("import of")[0]
+    for internal in ("importlib", "_pytest", "pluggy"):
+        assert internal not in broken
     result.stdout.fnmatch_lines(["*No module named 'not_a_module_xyz'*"])
     result.stdout.fnmatch_lines(["*SyntaxError*"])
     result.stdout.fnmatch_lines(["FAILED dags/broken.py::import*"])
