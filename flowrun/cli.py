@@ -32,6 +32,7 @@ from types import ModuleType
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
+from ._discovery import find_dags
 from .context import ContextSource, RunContext, check_context_source, open_context
 from .engine import DagScope, Engine, SchedulerConfig
 from .errors import (
@@ -202,11 +203,11 @@ def load_target(spec: str) -> Target:
     module = load_module(spec, text)
     if attr is not None:
         if not hasattr(module, attr):
-            found = [n for n, v in vars(module).items() if isinstance(v, (Engine, DagScope))]
-            listed = ", ".join(found) or "none"
+            holders = [n for n, v in vars(module).items() if isinstance(v, (Engine, DagScope))]
+            listed = ", ".join(holders) or "none"
             raise UsageError(
                 f"TARGET {spec!r}: module {module.__name__!r} has no attribute {attr!r} "
-                f"(engines and DAG scopes: {listed}).{suggest(attr, found)}"
+                f"(engines and DAG scopes: {listed}).{suggest(attr, holders)}"
             )
         value = getattr(module, attr)
         if not isinstance(value, (Engine, DagScope)):
@@ -214,23 +215,12 @@ def load_target(spec: str) -> Target:
                 f"TARGET {spec!r}: {attr!r} is a {type(value).__name__}, not an Engine or a "
                 "DagScope (engine.dag(...))"
             )
-        items: list[tuple[str, Any]] = [(attr, value)]
+        namespace: dict[str, Any] = {attr: value}
     else:
-        items = list(vars(module).items())
+        namespace = vars(module)
     dags: dict[str, list[tuple[str, Engine]]] = {}
-    seen: set[tuple[int, str]] = set()
-    for name, value in items:
-        if isinstance(value, Engine):
-            pairs = [(value, dag) for dag in value.list_dags()]
-        elif isinstance(value, DagScope):
-            has_tasks = bool(value.engine.registry.tasks_of(value.name))
-            pairs = [(value.engine, value.name)] if has_tasks else []
-        else:
-            continue
-        for engine, dag in pairs:
-            if (id(engine), dag) not in seen:
-                seen.add((id(engine), dag))
-                dags.setdefault(dag, []).append((name, engine))
+    for found in find_dags(namespace):
+        dags.setdefault(found.dag, []).append((found.attribute, found.engine))
     return Target(spec, module, dags)
 
 

@@ -6,7 +6,6 @@ Nothing of flowrun is imported at module level: the engine is loaded when a DAG 
 from __future__ import annotations
 
 import fnmatch
-import functools
 import inspect
 import os
 import sys
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
 
     from flowrun import Engine
+    from flowrun._discovery import FoundDag
 
 __all__ = [
     "SETTINGS",
@@ -76,22 +76,6 @@ class DagFailure(Exception):
         self.text = text
 
 
-def _unwrap(func: Any) -> Any:
-    while isinstance(func, functools.partial):
-        func = func.func
-    try:
-        return inspect.unwrap(func)
-    except ValueError:  # pragma: no cover - a __wrapped__ cycle
-        return func
-
-
-def _home_module(engine: Engine, dag: str) -> str | None:
-    """The module where the DAG's first task function is defined."""
-    for spec in engine.registry.tasks_of(dag).values():
-        return getattr(_unwrap(spec.func), "__module__", None)
-    return None
-
-
 def _plugin_dirs() -> tuple[str, ...]:
     """pytest's, pluggy's and this plugin's code: frames a DAG module's import error hides."""
     import _pytest
@@ -120,40 +104,27 @@ class DagModule(pytest.Module):
             yield DagImportErrorItem.from_parent(self, name="import", text=text)
             return
         names: set[str] = set()
-        for attr, engine, dag in _dags_of(module, self.config.stash[SETTINGS].files):
-            name = dag if dag not in names else f"{dag}[{attr}]"
+        for found in _dags_of(module, self.config.stash[SETTINGS].files):
+            dag = found.dag
+            name = dag if dag not in names else f"{dag}[{found.attribute}]"
             names.add(name)
-            item = DagItem.from_parent(self, name=name, engine=engine, dag_name=dag)
+            item = DagItem.from_parent(self, name=name, engine=found.engine, dag_name=dag)
             item.add_marker("flowrun")
             yield item
 
 
-def _dags_of(module: ModuleType, patterns: Sequence[str]) -> Iterator[tuple[str, Engine, str]]:
-    """(attribute, engine, DAG) for every DAG of the module-level engines and DAG scopes whose
-    first task is defined in this module, or in a module that is not itself a DAG file."""
-    from flowrun import DagScope, Engine
+def _dags_of(module: ModuleType, patterns: Sequence[str]) -> Iterator[FoundDag]:
+    """The module's DAGs (``find_dags``) whose first task is defined in this module, or in a
+    module that is not itself a DAG file."""
+    from flowrun._discovery import find_dags
 
-    seen: set[tuple[int, str]] = set()
-    for attr, value in list(vars(module).items()):
-        if isinstance(value, Engine):
-            pairs = [(value, dag) for dag in value.list_dags()]
-        elif isinstance(value, DagScope):
-            tasks = value.engine.registry.tasks_of(value.name)
-            pairs = [(value.engine, value.name)] if tasks else []
-        else:
-            continue
-        for engine, dag in pairs:
-            key = (id(engine), dag)
-            if key in seen:
-                continue
-            home = _home_module(engine, dag)
-            if home is not None and home != module.__name__:
-                other = sys.modules.get(home)
-                other_file = getattr(other, "__file__", None)
-                if other_file and matches(Path(other_file), patterns):
-                    continue  # collected with the module that defines it
-            seen.add(key)
-            yield attr, engine, dag
+    for found in find_dags(vars(module)):
+        home = found.home_module
+        if home is not None and home != module.__name__:
+            other_file = getattr(sys.modules.get(home), "__file__", None)
+            if other_file and matches(Path(other_file), patterns):
+                continue  # collected with the module that defines it
+        yield found
 
 
 class _MessageItem(pytest.Item):
@@ -208,8 +179,10 @@ class DagItem(_MessageItem):
 
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
         description = f"flowrun DAG {self.dag_name!r}"
+        from flowrun._discovery import unwrap
+
         for spec in self.engine.registry.tasks_of(self.dag_name).values():
-            func = _unwrap(spec.func)
+            func = unwrap(spec.func)
             try:
                 source = inspect.getsourcefile(func)
                 _, line = inspect.getsourcelines(func)
