@@ -34,7 +34,7 @@ from typing import Any, NoReturn, TextIO
 from . import __version__
 from ._discovery import find_dags
 from .context import ContextSource, RunContext, check_context_source, open_context
-from .engine import DagScope, Engine, SchedulerConfig
+from .engine import DagScope, Engine
 from .errors import (
     ContextFactoryError,
     DagValidationError,
@@ -344,26 +344,6 @@ class _RunIdHook(RunHook):
         self.run_id = event.run_id
 
 
-def cli_engine(
-    engine: Engine, store: StateStoreProtocol, hooks: Sequence[RunHook], max_parallel: int | None
-) -> Engine:
-    """An engine over the user's registry, executor, clock, logger and hooks, with the CLI's
-    state store, progress hooks and ``--max-parallel``; the user's engine is left untouched."""
-    config = SchedulerConfig(
-        max_parallel=max_parallel or engine.config.max_parallel,
-        max_workers=engine.config.max_workers,
-    )
-    return Engine(
-        registry=engine.registry,
-        config=config,
-        executor=engine.executor,
-        state_store=store,
-        hooks=[*engine.hooks, *hooks],
-        logger=engine.logger,
-        clock=engine.clock,
-    )
-
-
 def _progress_hooks(args: argparse.Namespace, store: StateStoreProtocol) -> list[RunHook]:
     mode = args.progress or os.environ.get("FLOWRUN_PROGRESS") or "auto"
     if mode not in PROGRESS_MODES:
@@ -408,8 +388,10 @@ def execute(
     _configure_logging(args.log_level)
     tracker = _RunIdHook()
     with open_store(args, create=True) as store:
-        runner = cli_engine(
-            engine, store, [tracker, *_progress_hooks(args, store)], args.max_parallel
+        runner = engine.derive(
+            state_store=store,
+            extra_hooks=[tracker, *_progress_hooks(args, store)],
+            max_parallel=args.max_parallel,
         )
 
         async def go() -> str:

@@ -95,6 +95,30 @@ class Engine:
         self._dag_cache: dict[str, tuple[int, DAG]] = {}
         self._rng = random.Random()
 
+    def derive(
+        self,
+        *,
+        state_store: StateStoreProtocol | None = None,
+        extra_hooks: Sequence[RunHook] = (),
+        max_parallel: int | None = None,
+    ) -> Engine:
+        """A new engine over this one's registry, executor, clock and logger, with its hooks
+        plus ``extra_hooks``, and optionally another store or ``max_parallel``: how a tool
+        (the ``flowrun`` command) runs a user's pipelines its own way, leaving the user's
+        engine untouched. It owns its own thread pool and slots: close it when done."""
+        config = self.config
+        if max_parallel is not None:
+            config = SchedulerConfig(max_parallel=max_parallel, max_workers=config.max_workers)
+        return Engine(
+            registry=self.registry,
+            config=config,
+            executor=self.executor,
+            state_store=state_store if state_store is not None else self.state_store,
+            hooks=[*self.hooks, *extra_hooks],
+            logger=self.logger,
+            clock=self.clock,
+        )
+
     # -- registration --------------------------------------------------------------------
     @overload
     def task(self, func: F, /) -> F: ...

@@ -10,10 +10,12 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from support import WALL_START, FakeClock
 
 from flowrun import (
     DagEndEvent,
+    InMemoryStateStore,
     RunContext,
     TaskSkipEvent,
     TaskSuccessEvent,
@@ -628,3 +630,25 @@ async def test_timestamps_are_ordered_with_the_system_clock() -> None:
     for event in recorder.events:
         duration = getattr(event, "duration_s", 0.0)
         assert duration >= 0.0, event
+
+
+def test_derive_runs_the_same_pipelines_with_another_store_and_more_hooks() -> None:
+    own = RecordingHook()
+    engine = build_default_engine(hooks=[own], max_parallel=3)
+    engine.task("a", dag="d")(lambda: 1)
+    extra = RecordingHook()
+    store = InMemoryStateStore()
+    derived = engine.derive(state_store=store, extra_hooks=[extra], max_parallel=1)
+    assert derived.registry is engine.registry
+    assert derived.config.max_parallel == 1
+    assert engine.config.max_parallel == 3  # the user's engine is untouched
+    assert derived.hooks == (own, extra)
+    assert engine.hooks == (own,)
+    run_id = asyncio.run(derived.run_once("d"))
+    assert store.load_run(run_id).status == "SUCCESS"
+    assert engine.list_runs() == []  # the run went to the derived engine's store only
+    assert len(extra.events) == len(own.events) > 0
+    assert engine.derive().state_store is engine.state_store
+    with pytest.raises(ValueError, match="'max_parallel' must be >= 1"):
+        engine.derive(max_parallel=0)
+    derived.close()
