@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from .errors import (
     CrossDagDependencyError,
@@ -22,7 +23,11 @@ __all__ = ["DAG", "build_dag"]
 
 
 class DAG:
-    """Built by ``build_dag``; never changes. ``specs`` iterate in topological order."""
+    """Built by ``build_dag``; never changes. ``specs`` iterate in topological order.
+
+    ``specs``, ``parents`` and ``children`` are read-only views: the engine caches a DAG and
+    every run of it shares it, so a caller must not be able to edit it under them.
+    """
 
     __slots__ = ("children", "name", "order", "parents", "specs", "targets")
 
@@ -35,11 +40,16 @@ class DAG:
         targets: tuple[str, ...] | None = None,
     ) -> None:
         self.name = name
-        self.specs = specs
+        self.specs: Mapping[str, TaskSpec] = MappingProxyType(specs)
         self.order = tuple(specs)
-        self.parents = parents
-        self.children = children
+        self.parents: Mapping[str, tuple[str, ...]] = MappingProxyType(parents)
+        self.children: Mapping[str, tuple[str, ...]] = MappingProxyType(children)
         self.targets = targets
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if hasattr(self, name):
+            raise AttributeError(f"DAG {self.name!r} is immutable: cannot set {name!r}")
+        object.__setattr__(self, name, value)
 
     def __len__(self) -> int:
         return len(self.order)

@@ -25,6 +25,7 @@ from flowrun import (
     UnknownTaskError,
     build_default_engine,
 )
+from flowrun.testing import run_dag
 
 
 @pytest.fixture
@@ -535,3 +536,21 @@ def test_wide_fan_in_and_fan_out(engine: Engine) -> None:
     assert order[0] == "source"
     assert order[-1] == "sink"
     assert len(order) == width + 2
+
+
+def test_get_dag_hands_out_a_read_only_view(engine: Engine) -> None:
+    engine.task("a", dag="d")(noop)
+    engine.task("b", dag="d", deps=["a"])(noop)
+    dag = engine.get_dag("d")
+    with pytest.raises(TypeError):
+        dag.parents["b"] = ()  # type: ignore[index]
+    with pytest.raises(TypeError):
+        dag.children["a"] = ()  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del dag.specs["a"]  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="DAG 'd' is immutable: cannot set 'order'"):
+        dag.order = ()
+    assert dict(dag.parents) == {"a": (), "b": ("a",)}
+    report = run_dag(engine, "d")  # the cached DAG the next run uses is intact
+    assert report["status"] == "SUCCESS"
+    assert list(report["tasks"]) == ["a", "b"]
