@@ -9,7 +9,9 @@ distributed ``Client``:
 
     engine = build_default_engine(executor=dask_executor(Client(...)), max_parallel=...)
 
-Dask is imported lazily, by the client you pass: the core stays stdlib-only.
+Dask is imported lazily, by the client you pass: the core stays stdlib-only. Sync calls sent
+to any executor but a ``ProcessPoolExecutor`` are pickled with cloudpickle (Dask depends on it),
+so closures and lambdas run on Dask; a process pool gets the standard pickle it uses itself.
 """
 
 from __future__ import annotations
@@ -68,9 +70,10 @@ def dask_executor(client: Any) -> DaskExecutor:
     """An ``Executor`` that runs sync tasks on the Dask cluster of ``client``
     (a ``distributed.Client``): see ``DaskExecutor``.
 
-    Pass it to ``build_default_engine(executor=...)``. Task functions must be defined at module
-    level in modules the workers can import, and arguments and results must pickle: they
-    travel between the driver and the workers for every task.
+    Pass it to ``build_default_engine(executor=...)``. Calls are pickled with cloudpickle, as
+    Dask does: closures, lambdas and notebook functions work, and functions of modules travel
+    by reference (the workers must be able to import those modules). Arguments and results
+    must pickle: they travel between the driver and the workers for every task.
     """
     try:
         import distributed

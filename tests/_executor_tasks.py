@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flowrun import RunContext
@@ -55,6 +56,11 @@ class LockedError(Exception):
 
 def raise_locked() -> None:
     raise LockedError("quota exceeded")
+
+
+def make_lambda() -> Callable[[int], int]:
+    """A module-level function returning what only cloudpickle can send back."""
+    return lambda x: x + 1
 
 
 def dask_key() -> str:

@@ -1,7 +1,8 @@
 """The executor contract on Dask distributed: a LocalCluster with 2 worker processes, started
 here once for the module. A sync attempt that times out or whose run is cancelled is cancelled
 through the client: Dask forgets its key; a call already running finishes in its worker thread
-and its result is dropped."""
+and its result is dropped. Calls travel with cloudpickle, as Dask's own do: closures, lambdas
+and notebook functions run on the workers."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from flowrun import RunContext, SystemClock, build_default_engine
 from flowrun.executors import DaskExecutor, dask_executor
-from flowrun.testing import ExecutorContract, run_dag
+from flowrun.testing import ExecutorContract, format_report, run_dag
 
 distributed = pytest.importorskip(
     "distributed", reason="Dask distributed is not installed: pip install 'flowrun-dag[dask]'"
@@ -68,6 +69,35 @@ def test_tasks_run_in_the_worker_processes(client: Any, executor: DaskExecutor) 
     pids = {info["result"] for info in report["tasks"].values()}
     worker_pids = set(client.run(os.getpid).values())
     assert report["status"] == "SUCCESS"
+    assert os.getpid() not in worker_pids
+    assert pids <= worker_pids
+
+
+def test_closures_lambdas_and_notebook_functions_run_in_the_workers(
+    client: Any, executor: DaskExecutor
+) -> None:
+    offset = 40  # captured by the closure: it travels with it
+    notebook: dict[str, Any] = {"__name__": "__main__"}  # a cell's function, as in Jupyter
+    exec("import os\n\ndef cell(plus):\n    return os.getpid(), plus[1] * 10\n", notebook)
+    engine = build_default_engine(executor=executor, max_parallel=2)
+
+    @engine.task(dag="local")
+    def src() -> tuple[int, int]:
+        return os.getpid(), offset
+
+    engine.task(name="plus", dag="local", deps=[src])(lambda src: (os.getpid(), src[1] + 2))
+    engine.task(name="cell", dag="local", deps=["plus"])(notebook["cell"])
+    engine.task(name="triple", dag="local")(lambda: lambda x: x * 3)  # returns a lambda
+    engine.task(name="apply", dag="local", deps=["triple", "cell"])(
+        lambda triple, cell: (os.getpid(), triple(cell[1]))
+    )
+    report = run_dag(engine, "local", clock=SystemClock())
+    assert report["status"] == "SUCCESS", format_report(report)
+    results = {name: info["result"] for name, info in report["tasks"].items()}
+    assert [results[name][1] for name in ("src", "plus", "cell", "apply")] == [40, 42, 420, 1260]
+    assert results["triple"](2) == 6  # the lambda a task returned came back, and ran in "apply"
+    pids = {results[name][0] for name in ("src", "plus", "cell", "apply")}
+    worker_pids = set(client.run(os.getpid).values())
     assert os.getpid() not in worker_pids
     assert pids <= worker_pids
 

@@ -1,6 +1,7 @@
 """The executor contract on a process pool (spawned workers), and what happens there to a
 sync attempt that times out or whose run is cancelled: it is abandoned, and its worker
-process runs it to the end."""
+process runs it to the end. Calls to a process pool are pickled with the standard pickle (the
+pool's own), other executors' with cloudpickle: tested here with in-process executors."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import multiprocessing
 import os
 import pickle
 import re
+import subprocess
 import sys
 import threading
 import types
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import _executor_tasks as tasks
 import pytest
@@ -23,6 +25,8 @@ import pytest
 from flowrun import SystemClock, build_default_engine
 from flowrun.executor import SyncCall
 from flowrun.testing import ExecutorContract, run_dag
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +137,120 @@ def test_exception_that_cannot_travel_back_fails_only_its_task(
     assert report["tasks"]["pid"]["status"] == "SUCCESS"
 
 
+def test_process_pool_refuses_a_closure_with_the_standard_pickle(
+    executor: ProcessPoolExecutor,
+) -> None:
+    offset = 1
+
+    def closure() -> int:
+        return offset
+
+    engine = build_default_engine(executor=executor)
+    engine.task(name="closure", dag="local")(closure)
+    engine.task(name="pid", dag="local")(tasks.pid)
+    report = run_dag(engine, "local", clock=SystemClock())
+    error = report["tasks"]["closure"]["error"]
+    assert report["tasks"]["pid"]["status"] == "SUCCESS"
+    assert error.startswith(
+        "PicklingError: task 'closure' could not be pickled to send it to the executor: "
+        "AttributeError: Can't pickle local object "
+    ), error
+    assert "the standard pickle (used for a process pool" in error
+    assert "must be defined at module level of a module the workers can import" in error
+
+
+class RoundTripExecutor(Executor):
+    """Runs each call in this process once pickled and unpickled, as a worker receives it."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(pickle.loads(pickle.dumps(fn))(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+class RoundTripProcessPool(RoundTripExecutor, ProcessPoolExecutor):
+    """The same, typed as a process pool (it starts no process: ``submit`` is overridden)."""
+
+
+def run_closure(executor: Executor) -> dict[str, Any]:
+    offset = 41
+
+    def closure() -> int:
+        return offset + 1
+
+    engine = build_default_engine(executor=executor)
+    engine.task(name="closure", dag="local")(closure)
+    info: dict[str, Any] = run_dag(engine, "local", clock=SystemClock())["tasks"]["closure"]
+    return info
+
+
+def test_calls_are_pickled_with_what_the_executor_type_uses() -> None:
+    pytest.importorskip("cloudpickle")
+    closure = run_closure(RoundTripExecutor())  # any executor: cloudpickle, by value
+    assert closure["status"] == "SUCCESS", closure["error"]
+    assert closure["result"] == 42
+    with RoundTripProcessPool() as pool:  # a process pool: its own standard pickle
+        closure = run_closure(pool)
+    assert closure["status"] == "FAILED"
+    assert "Can't pickle local object" in closure["error"]
+
+
+NO_CLOUDPICKLE = """
+import pickle
+import sys
+from concurrent.futures import Executor, Future
+
+sys.modules["cloudpickle"] = None  # from now on, import cloudpickle raises ImportError
+
+from flowrun import SystemClock, build_default_engine
+from flowrun.testing import run_dag
+
+
+class RoundTripExecutor(Executor):
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        try:
+            future.set_result(pickle.loads(pickle.dumps(fn))(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def closure():
+    return offset
+
+
+offset = 1
+engine = build_default_engine(executor=RoundTripExecutor())
+engine.task(name="module_level", dag="d")(closure)  # a function of __main__: by reference
+engine.task(name="lambda", dag="d")(lambda: offset)
+tasks = run_dag(engine, "d", clock=SystemClock())["tasks"]
+assert tasks["module_level"]["result"] == 1, tasks
+assert tasks["lambda"]["status"] == "FAILED", tasks
+print(tasks["lambda"]["error"])
+"""
+
+
+def test_without_cloudpickle_every_executor_gets_the_standard_pickle() -> None:
+    """In a fresh interpreter where cloudpickle cannot be imported: the core needs none."""
+    done = subprocess.run(
+        [sys.executable, "-c", NO_CLOUDPICKLE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(
+        "PicklingError: task 'lambda' could not be pickled to send it to the executor: "
+        "PicklingError: Can't pickle <function <lambda>"
+    ), done.stdout
+    assert "for any executor when cloudpickle is not installed" in done.stdout
+
+
 def test_sync_call_round_trips_through_pickle_in_this_process() -> None:
     """What a worker does with a ``SyncCall``, run here (so coverage sees it)."""
     received = pickle.loads(pickle.dumps(SyncCall("r/spin/1", "spin", tasks.spin_pid, [0.0], {})))
@@ -157,6 +275,28 @@ def test_sync_call_pickling_failures_name_the_task(func: Any, message: str) -> N
     assert received.key == "r/f/1"
     with pytest.raises(pickle.PicklingError, match=re.escape(message)):
         received()
+
+
+def test_sync_call_with_cloudpickle_carries_lambdas_both_ways() -> None:
+    pytest.importorskip("cloudpickle")
+    call = SyncCall("r/f/1", "f", lambda: lambda x: x + 1, [], {}, pickler="cloudpickle")
+    received = pickle.loads(pickle.dumps(call))
+    assert received()(1) == 2  # a returned lambda passes: Dask cloudpickles results
+    plain = pickle.loads(pickle.dumps(SyncCall("r/f/1", "f", tasks.make_lambda, [], {})))
+    with pytest.raises(pickle.PicklingError, match="task 'f' returned a result that could not"):
+        plain()  # the standard pickle, as a process pool sends results back
+
+
+def test_sync_call_with_cloudpickle_names_the_task_it_cannot_pickle() -> None:
+    pytest.importorskip("cloudpickle")
+    lock = threading.Lock()
+
+    def locked() -> bool:
+        return lock.locked()
+
+    call = SyncCall("r/f/1", "f", locked, [], {}, pickler="cloudpickle")
+    with pytest.raises(pickle.PicklingError, match=re.escape("task 'f' could not be pickled")):
+        pickle.loads(pickle.dumps(call))()
 
 
 def test_sync_call_of_a_function_the_worker_lacks_fails_with_its_name(
