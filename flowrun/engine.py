@@ -11,8 +11,9 @@ from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
+from ._options import TaskOptionsDict
 from .clock import Clock, SystemClock
 from .context import ContextSource, RunContext, open_context
 from .dag import DAG, build_dag
@@ -28,8 +29,7 @@ from .state.protocol import StateStoreProtocol
 from .state.records import FINISHED_STATUSES, RUNNING, SUCCESS, RunRecord, TaskRecord
 from .task import (
     DEFAULT_DAG,
-    INJECT_RESULT,
-    INJECT_UPSTREAM,
+    Inject,
     TaskRegistry,
     TaskSpec,
     TaskTemplate,
@@ -129,14 +129,7 @@ class Engine:
         name: str | None = None,
         *,
         dag: str | None = None,
-        deps: Sequence[str | Callable[..., Any]] | None = None,
-        timeout_s: float | None = None,
-        retries: int = 0,
-        retain_result: bool = True,
-        retry_delay_s: float = 0.0,
-        retry_backoff: float = 2.0,
-        retry_jitter: float = 0.0,
-        retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+        **options: Unpack[TaskOptionsDict],
     ) -> Callable[[F], F]: ...
 
     def task(self, name: Any = None, **options: Any) -> Any:
@@ -144,7 +137,11 @@ class Engine:
         return self.registry.task(name, **options)
 
     def task_template(
-        self, func: Callable[..., Any], *, dag: str | None = None, **options: Any
+        self,
+        func: Callable[..., Any],
+        *,
+        dag: str | None = None,
+        **options: Unpack[TaskOptionsDict],
     ) -> TaskTemplate:
         """Register ``func`` several times with ``.bind(name, **kwargs)``."""
         return self.registry.task_template(func, dag=dag, **options)
@@ -408,11 +405,11 @@ def _add_unretained_inputs(dag: DAG, old: RunRecord, rerun: set[str]) -> None:
         name = stack.pop()
         spec = dag.specs[name]
         needed: Iterable[str]
-        sources = {source for _, source, _, _ in spec.plan.params}
-        if INJECT_UPSTREAM in sources:
+        params = spec.plan.params
+        if any(p.source is Inject.UPSTREAM for p in params):
             needed = dag.parents[name]
         else:
-            needed = [dep for _, source, dep, _ in spec.plan.params if source == INJECT_RESULT]
+            needed = [p.dep for p in params if p.source is Inject.RESULT]
         for parent in needed:
             if parent not in rerun and not old.tasks[parent].has_result:
                 rerun.add(parent)
@@ -438,15 +435,7 @@ class DagScope:
     def task(
         self,
         name: str | None = None,
-        *,
-        deps: Sequence[str | Callable[..., Any]] | None = None,
-        timeout_s: float | None = None,
-        retries: int = 0,
-        retain_result: bool = True,
-        retry_delay_s: float = 0.0,
-        retry_backoff: float = 2.0,
-        retry_jitter: float = 0.0,
-        retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+        **options: Unpack[TaskOptionsDict],
     ) -> Callable[[F], F]: ...
 
     def task(self, name: Any = None, **options: Any) -> Any:
@@ -456,7 +445,9 @@ class DagScope:
             )
         return self.engine.registry.task(name, dag=self.name, **options)
 
-    def task_template(self, func: Callable[..., Any], **options: Any) -> TaskTemplate:
+    def task_template(
+        self, func: Callable[..., Any], **options: Unpack[TaskOptionsDict]
+    ) -> TaskTemplate:
         return self.engine.registry.task_template(func, dag=self.name, **options)
 
     async def run_once(self, context: RunContext[Any] | None = None) -> str:

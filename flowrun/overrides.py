@@ -65,13 +65,7 @@ def _respec(registry: TaskRegistry, spec: TaskSpec, func: Callable[..., Any]) ->
         name=spec.name,
         dag=spec.dag if spec.scoped else None,
         deps=list(spec.deps),
-        timeout_s=spec.timeout_s,
-        retries=spec.retries,
-        retain_result=spec.retain_result,
-        retry_delay_s=spec.retry_delay_s,
-        retry_backoff=spec.retry_backoff,
-        retry_jitter=spec.retry_jitter,
-        retry_on=spec.retry_on,
+        **spec.options(),
     )
 
 

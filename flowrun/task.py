@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import enum
 import functools
 import inspect
-import math
 import re
 import types
 import typing
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar, Unpack, overload
 
+from ._options import OPTION_NAMES, TaskOptions, TaskOptionsDict, check_option_names
 from .context import ContextSource, RunContext, check_context_source, describe_source
 from .errors import DuplicateTaskError, TaskDefinitionError, suggest
 
 __all__ = [
     "DEFAULT_DAG",
     "CallPlan",
+    "Inject",
+    "PlannedParam",
     "TaskRegistry",
     "TaskSpec",
     "TaskTemplate",
@@ -37,18 +40,41 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_DAG = "default"
 """The DAG of tasks registered without ``dag=`` (the implicit, legacy DAG)."""
 
-# What a parameter receives.
-INJECT_CONTEXT = 0
-INJECT_UPSTREAM = 1
-INJECT_RESULT = 2
+
+class Inject(enum.Enum):
+    """What a task parameter receives."""
+
+    CONTEXT = "context"  # the attempt's RunContext
+    UPSTREAM = "upstream"  # {parent name: result} of every parent
+    RESULT = "result"  # the result of the parent of the same name
+
+
+# Module globals: reading them costs less than Inject.RESULT, on the per-attempt path.
+_RESULT = Inject.RESULT
+_CONTEXT = Inject.CONTEXT
+
+
+class PlannedParam(NamedTuple):
+    """One parameter of a call plan (``dep`` is the parent's name for ``Inject.RESULT``)."""
+
+    name: str
+    source: Inject
+    dep: str
+    positional: bool
 
 
 @dataclass(frozen=True, slots=True)
 class CallPlan:
-    """How to call a task: ``(parameter, what it receives, dependency name, positional-only)``."""
+    """How to call a task: the parameters that receive something, in signature order."""
 
-    params: tuple[tuple[str, int, str, bool], ...]
+    params: tuple[PlannedParam, ...]
     wants_context: bool
+    # The same as plain tuples: unpacking an exact tuple is the interpreter's fast path, a
+    # NamedTuple's is not, and build() runs for every attempt.
+    _steps: tuple[tuple[str, Inject, str, bool], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_steps", tuple(tuple(p) for p in self.params))
 
     def build(
         self, context: object, results: Mapping[str, Any], parents: Sequence[str]
@@ -56,10 +82,10 @@ class CallPlan:
         """Arguments for one call; ``results`` holds the finished parents' results."""
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
-        for param, source, dep, positional in self.params:
-            if source == INJECT_RESULT:
+        for param, source, dep, positional in self._steps:
+            if source is _RESULT:
                 value = results[dep]
-            elif source == INJECT_CONTEXT:
+            elif source is _CONTEXT:
                 value = context
             else:
                 value = {p: results[p] for p in parents}
@@ -70,86 +96,22 @@ class CallPlan:
         return args, kwargs
 
 
-@dataclass(frozen=True, slots=True)
-class TaskSpec:
-    """A registered task. ``deps`` are names; ``dag`` is ``DEFAULT_DAG`` for unscoped tasks."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec(TaskOptions):
+    """A registered task: its options (``TaskOptions``' fields) and what registration found.
+    ``deps`` are names; ``dag`` is ``DEFAULT_DAG`` for unscoped tasks."""
 
     name: str
     dag: str
     func: Callable[..., Any]
     deps: tuple[str, ...] = ()
-    timeout_s: float | None = None
-    retries: int = 0
-    retain_result: bool = True
-    retry_delay_s: float = 0.0
-    retry_backoff: float = 2.0
-    retry_jitter: float = 0.0
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
     is_async: bool = False
     plan: CallPlan = CallPlan((), False)
     scoped: bool = True
 
-    @property
-    def max_attempts(self) -> int:
-        return self.retries + 1
-
-    def retry_delay(self, attempt: int) -> float:
-        """Delay before attempt ``attempt + 1``, without jitter."""
-        return self.retry_delay_s * self.retry_backoff ** (attempt - 1)
-
 
 def _where(name: str, dag: str | None) -> str:
     return f"task {name!r} in DAG {dag or DEFAULT_DAG!r}"
-
-
-def _check_options(
-    name: str,
-    dag: str | None,
-    timeout_s: float | None,
-    retries: int,
-    retry_delay_s: float,
-    retry_backoff: float,
-    retry_jitter: float,
-    retry_on: Iterable[type[BaseException]] | type[BaseException],
-) -> tuple[type[BaseException], ...]:
-    where = _where(name, dag)
-    if isinstance(retries, bool) or not isinstance(retries, int):
-        raise TaskDefinitionError(f"'retries' must be an int (got {retries!r}) for {where}")
-    if retries < 0:
-        raise TaskDefinitionError(f"'retries' must be >= 0 (got {retries}) for {where}")
-    if timeout_s is not None:
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
-            raise TaskDefinitionError(
-                f"'timeout_s' must be a number or None (got {timeout_s!r}) for {where}"
-            )
-        if not timeout_s > 0 or math.isnan(timeout_s):
-            raise TaskDefinitionError(
-                f"'timeout_s' must be > 0 or None (got {timeout_s}) for {where}; "
-                "use None for no timeout"
-            )
-    if not isinstance(retry_delay_s, (int, float)) or not 0 <= retry_delay_s < math.inf:
-        raise TaskDefinitionError(
-            f"'retry_delay_s' must be a finite number >= 0 (got {retry_delay_s!r}) for {where}"
-        )
-    if not isinstance(retry_backoff, (int, float)) or not 1 <= retry_backoff < math.inf:
-        raise TaskDefinitionError(
-            f"'retry_backoff' must be a finite number >= 1 (got {retry_backoff!r}) for {where}"
-        )
-    if not isinstance(retry_jitter, (int, float)) or not 0 <= retry_jitter <= 1:
-        raise TaskDefinitionError(
-            f"'retry_jitter' must be between 0 and 1 (got {retry_jitter!r}) for {where}"
-        )
-    kinds: tuple[Any, ...]
-    try:
-        kinds = (retry_on,) if isinstance(retry_on, type) else tuple(retry_on)
-    except TypeError:  # one exception instance or another non-iterable: reported below
-        kinds = (retry_on,)
-    for kind in kinds:
-        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-            raise TaskDefinitionError(
-                f"'retry_on' must hold exception types (got {kind!r}) for {where}"
-            )
-    return kinds
 
 
 def _unwrap(func: Any) -> Any:
@@ -230,7 +192,7 @@ def make_call_plan(
         inspect.Parameter.VAR_POSITIONAL,
         inspect.Parameter.VAR_KEYWORD,
     )
-    plan: list[tuple[str, int, str, bool]] = []
+    plan: list[PlannedParam] = []
     wants_context = False
     for param in params.values():
         if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
@@ -238,24 +200,24 @@ def make_call_plan(
         positional = param.kind is inspect.Parameter.POSITIONAL_ONLY
         annotation = hints.get(param.name, param.annotation)
         if _is_context_annotation(annotation):
-            plan.append((param.name, INJECT_CONTEXT, "", positional))
+            plan.append(PlannedParam(param.name, Inject.CONTEXT, "", positional))
             wants_context = True
         elif param.name == "upstream":
-            plan.append((param.name, INJECT_UPSTREAM, "", positional))
+            plan.append(PlannedParam(param.name, Inject.UPSTREAM, "", positional))
         elif param.name in deps and not takes_upstream:
-            plan.append((param.name, INJECT_RESULT, param.name, positional))
+            plan.append(PlannedParam(param.name, Inject.RESULT, param.name, positional))
         elif param.default is not inspect.Parameter.empty:
             continue
         else:
             raise TaskDefinitionError(
                 _unbound_message(param.name, name, dag, deps, takes_upstream, known)
             )
-    if any(p[3] for p in plan):
+    if any(p.positional for p in plan):
         # Positional-only parameters must be passed in order, with nothing skipped before them.
         positional_names = [
             p.name for p in params.values() if p.kind is inspect.Parameter.POSITIONAL_ONLY
         ]
-        bound = [p[0] for p in plan if p[3]]
+        bound = [p.name for p in plan if p.positional]
         if bound != positional_names[: len(bound)]:
             raise TaskDefinitionError(
                 f"{_where(name, dag)}: positional-only parameters with defaults cannot precede "
@@ -466,14 +428,7 @@ class TaskRegistry:
         *,
         name: str | None = None,
         dag: str | None = None,
-        deps: Sequence[str | Callable[..., Any]] | None = None,
-        timeout_s: float | None = None,
-        retries: int = 0,
-        retain_result: bool = True,
-        retry_delay_s: float = 0.0,
-        retry_backoff: float = 2.0,
-        retry_jitter: float = 0.0,
-        retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+        **options: Unpack[TaskOptionsDict],
     ) -> TaskSpec:
         """Check every option and compute the call plan; does not register."""
         if not callable(func):
@@ -486,41 +441,29 @@ class TaskRegistry:
                 f"'dag' must be a non-empty string or None (got {dag!r}) for task {task_name!r}"
             )
         dag_name = DEFAULT_DAG if dag is None else dag
-        kinds = _check_options(
-            task_name, dag, timeout_s, retries, retry_delay_s, retry_backoff, retry_jitter, retry_on
-        )
+        where = _where(task_name, dag)
+        check_option_names(options, where)
+        checked = TaskOptions.checked(where, options)
         is_async, unusable = _async_kind(func)
         if unusable:
             raise TaskDefinitionError(f"{_where(task_name, dag)} {unusable}")
-        if deps is None:
-            deps = ()
+        deps = options.get("deps") or ()
         if isinstance(deps, (str, bytes)) or not isinstance(deps, Iterable):
             raise TaskDefinitionError(
                 f"'deps' must be a list of task names or task functions (got {deps!r}) for "
                 f"{_where(task_name, dag)}; write deps=[{deps!r}]"
             )
         names = list(dict.fromkeys(self.resolve_dep(d, dag_name, task_name) for d in deps))
-        if not isinstance(retain_result, bool):
-            raise TaskDefinitionError(
-                f"'retain_result' must be True or False (got {retain_result!r}) for "
-                f"{_where(task_name, dag)}"
-            )
         plan = make_call_plan(func, task_name, dag, names, self.tasks_of(dag_name))
         return TaskSpec(
             name=task_name,
             dag=dag_name,
             func=func,
             deps=tuple(names),
-            timeout_s=None if timeout_s is None else float(timeout_s),
-            retries=retries,
-            retain_result=retain_result,
-            retry_delay_s=float(retry_delay_s),
-            retry_backoff=float(retry_backoff),
-            retry_jitter=float(retry_jitter),
-            retry_on=kinds,
             is_async=is_async,
             plan=plan,
             scoped=dag is not None,
+            **checked.options(),
         )
 
     @overload
@@ -532,14 +475,7 @@ class TaskRegistry:
         name: str | None = None,
         *,
         dag: str | None = None,
-        deps: Sequence[str | Callable[..., Any]] | None = None,
-        timeout_s: float | None = None,
-        retries: int = 0,
-        retain_result: bool = True,
-        retry_delay_s: float = 0.0,
-        retry_backoff: float = 2.0,
-        retry_jitter: float = 0.0,
-        retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+        **options: Unpack[TaskOptionsDict],
     ) -> Callable[[F], F]: ...
 
     def task(self, name: Any = None, **options: Any) -> Any:
@@ -550,7 +486,11 @@ class TaskRegistry:
         return _decorate(lambda: self, name, options)
 
     def task_template(
-        self, func: Callable[..., Any], *, dag: str | None = None, **options: Any
+        self,
+        func: Callable[..., Any],
+        *,
+        dag: str | None = None,
+        **options: Unpack[TaskOptionsDict],
     ) -> TaskTemplate:
         """A function to register several times with different bound arguments."""
         return TaskTemplate(self, func, dag, options)
@@ -606,14 +546,7 @@ def task(
     *,
     registry: TaskRegistry | None = None,
     dag: str | None = None,
-    deps: Sequence[str | Callable[..., Any]] | None = None,
-    timeout_s: float | None = None,
-    retries: int = 0,
-    retain_result: bool = True,
-    retry_delay_s: float = 0.0,
-    retry_backoff: float = 2.0,
-    retry_jitter: float = 0.0,
-    retry_on: Iterable[type[BaseException]] | type[BaseException] = (Exception,),
+    **options: Unpack[TaskOptionsDict],
 ) -> Callable[[F], F]: ...
 
 
@@ -637,20 +570,15 @@ class TaskTemplate:
         registry: TaskRegistry,
         func: Callable[..., Any],
         dag: str | None,
-        options: dict[str, Any],
+        options: Mapping[str, Any],
     ) -> None:
         if not callable(func):
             raise TaskDefinitionError(f"task_template needs a callable, got {type(func).__name__}")
-        unknown = set(options) - _TASK_OPTIONS
-        if unknown:
-            raise TypeError(
-                f"task_template got unknown option(s) {sorted(unknown)}; task options are "
-                f"{sorted(_TASK_OPTIONS)}"
-            )
+        check_option_names(options, f"task_template({_default_name(func)}) in DAG {dag!r}")
         self._registry = registry
         self.func = func
         self.dag = dag
-        self._options = options
+        self._options = dict(options)
 
     def bind(self, name: str, /, **kwargs: Any) -> Callable[..., Any]:
         """Register ``func`` with ``kwargs`` bound as task ``name``; returns the bound callable.
@@ -661,7 +589,7 @@ class TaskTemplate:
         options = dict(self._options)
         call_kwargs: dict[str, Any] = {}
         for key, value in kwargs.items():
-            (options if key in _TASK_OPTIONS else call_kwargs)[key] = value
+            (options if key in OPTION_NAMES else call_kwargs)[key] = value
         self._check_kwargs(name, call_kwargs)
         bound = functools.partial(self.func, **call_kwargs)
         self._registry.register(
@@ -687,26 +615,12 @@ class TaskTemplate:
         return f"TaskTemplate({_default_name(self.func)}, dag={self.dag!r})"
 
 
-_TASK_OPTIONS = frozenset(
-    {
-        "deps",
-        "timeout_s",
-        "retries",
-        "retain_result",
-        "retry_delay_s",
-        "retry_backoff",
-        "retry_jitter",
-        "retry_on",
-    }
-)
-
-
 def task_template(
     func: Callable[..., Any],
     *,
     registry: TaskRegistry | None = None,
     dag: str | None = None,
-    **options: Any,
+    **options: Unpack[TaskOptionsDict],
 ) -> TaskTemplate:
     """Global ``task_template``: registers into ``registry=`` or the active registry."""
     target = _global_registry(registry)()

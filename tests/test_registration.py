@@ -334,8 +334,8 @@ def test_task_template_unknown_option_is_rejected(engine: Engine) -> None:
     def f() -> None:
         return None
 
-    with pytest.raises(TypeError, match="retrys"):
-        engine.task_template(f, dag="etl", retrys=2)
+    with pytest.raises(TypeError, match=r"unknown task option 'retrys'.*Did you mean 'retries'"):
+        engine.task_template(f, dag="etl", retrys=2)  # type: ignore[call-arg]
 
 
 def test_template_function_bound_twice_is_an_ambiguous_dep(engine: Engine) -> None:
@@ -599,3 +599,40 @@ def test_public_exports_are_all_importable() -> None:
         assert hasattr(flowrun, name), name
     registered: Callable[..., Any] = flowrun.task
     assert callable(registered)
+
+
+def test_a_misspelt_option_is_refused_with_the_closest_name(engine: Engine) -> None:
+    # mypy flags each typo too: were it not, these ignores would be unused and fail mypy --strict
+    message = (
+        r"unknown task option 'retires' for task 'load' in DAG 'etl'; .*Did you mean 'retries'\?"
+    )
+    with pytest.raises(TypeError, match=message):
+        engine.task("load", dag="etl", retires=3)(lambda: 1)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=message):
+        engine.dag("etl").task("load", retires=3)(lambda: 1)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"unknown task option 'timeout'.*'timeout_s'\?"):
+        engine.task_template(lambda: 1, dag="etl", timeout=3).bind("t")  # type: ignore[call-arg]
+    assert engine.list_dags() == []
+
+
+def test_every_decorator_option_is_a_task_option_and_round_trips() -> None:
+    import dataclasses
+
+    from flowrun._options import OPTION_NAMES, TaskOptions
+
+    assert {f.name for f in dataclasses.fields(TaskOptions)} | {"deps"} == OPTION_NAMES
+    engine = build_default_engine()
+    engine.task("a", dag="d", retries=2, timeout_s=5, retry_on=ValueError)(lambda: 1)
+    spec = engine.registry.tasks_of("d")["a"]
+    assert isinstance(spec, TaskOptions)
+    assert spec.options() == {
+        "timeout_s": 5.0,
+        "retries": 2,
+        "retain_result": True,
+        "retry_delay_s": 0.0,
+        "retry_backoff": 2.0,
+        "retry_jitter": 0.0,
+        "retry_on": (ValueError,),
+    }
+    with engine.override("d", a=lambda: 2) as stubs:  # a stub keeps every option
+        assert stubs["a"].options() == spec.options()

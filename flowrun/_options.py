@@ -1,0 +1,138 @@
+"""Task options: the one place that says which options a task takes, their types, defaults and
+checks. Every decorator (``@engine.task``, ``@scope.task``, the global ``@task``, templates)
+takes ``**options: Unpack[TaskOptionsDict]``, so adding an option is an edit of this module
+(and mypy flags a misspelt option at the call site)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict, cast
+
+from .errors import TaskDefinitionError, suggest
+
+__all__ = ["OPTION_NAMES", "TaskOptions", "TaskOptionsDict", "check_option_names"]
+
+
+class TaskOptionsDict(TypedDict, total=False):
+    """The keyword options of every task decorator (all optional)."""
+
+    deps: Sequence[str | Callable[..., Any]] | None
+    timeout_s: float | None
+    retries: int
+    retain_result: bool
+    retry_delay_s: float
+    retry_backoff: float
+    retry_jitter: float
+    retry_on: Iterable[type[BaseException]] | type[BaseException]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """A task's checked options (``deps`` aside: the registry resolves those to names).
+
+    ``TaskSpec`` extends it, so ``spec.retries`` and the like read these fields directly.
+    """
+
+    timeout_s: float | None = None
+    retries: int = 0
+    retain_result: bool = True
+    retry_delay_s: float = 0.0
+    retry_backoff: float = 2.0
+    retry_jitter: float = 0.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    @classmethod
+    def checked(cls, where: str, given: Mapping[str, Any]) -> TaskOptions:
+        """The options in ``given`` (names already checked), validated and normalized;
+        ``where`` (``"task 'x' in DAG 'd'"``) ends every message."""
+        timeout_s = given.get("timeout_s")
+        retries = given.get("retries", 0)
+        retain_result = given.get("retain_result", True)
+        retry_delay_s = given.get("retry_delay_s", 0.0)
+        retry_backoff = given.get("retry_backoff", 2.0)
+        retry_jitter = given.get("retry_jitter", 0.0)
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise TaskDefinitionError(f"'retries' must be an int (got {retries!r}) for {where}")
+        if retries < 0:
+            raise TaskDefinitionError(f"'retries' must be >= 0 (got {retries}) for {where}")
+        if timeout_s is not None:
+            if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+                raise TaskDefinitionError(
+                    f"'timeout_s' must be a number or None (got {timeout_s!r}) for {where}"
+                )
+            if not timeout_s > 0 or math.isnan(timeout_s):
+                raise TaskDefinitionError(
+                    f"'timeout_s' must be > 0 or None (got {timeout_s}) for {where}; "
+                    "use None for no timeout"
+                )
+        if not isinstance(retry_delay_s, (int, float)) or not 0 <= retry_delay_s < math.inf:
+            raise TaskDefinitionError(
+                f"'retry_delay_s' must be a finite number >= 0 (got {retry_delay_s!r}) for {where}"
+            )
+        if not isinstance(retry_backoff, (int, float)) or not 1 <= retry_backoff < math.inf:
+            raise TaskDefinitionError(
+                f"'retry_backoff' must be a finite number >= 1 (got {retry_backoff!r}) for {where}"
+            )
+        if not isinstance(retry_jitter, (int, float)) or not 0 <= retry_jitter <= 1:
+            raise TaskDefinitionError(
+                f"'retry_jitter' must be between 0 and 1 (got {retry_jitter!r}) for {where}"
+            )
+        if not isinstance(retain_result, bool):
+            raise TaskDefinitionError(
+                f"'retain_result' must be True or False (got {retain_result!r}) for {where}"
+            )
+        return cls(
+            timeout_s=None if timeout_s is None else float(timeout_s),
+            retries=retries,
+            retain_result=retain_result,
+            retry_delay_s=float(retry_delay_s),
+            retry_backoff=float(retry_backoff),
+            retry_jitter=float(retry_jitter),
+            retry_on=_exception_types(given.get("retry_on", (Exception,)), where),
+        )
+
+    def options(self) -> dict[str, Any]:
+        """These options as decorator keywords (``deps`` not included), e.g. to re-register."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(TaskOptions)}
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def retry_delay(self, attempt: int) -> float:
+        """Delay before attempt ``attempt + 1``, without jitter."""
+        return self.retry_delay_s * self.retry_backoff ** (attempt - 1)
+
+
+OPTION_NAMES: frozenset[str] = frozenset(TaskOptionsDict.__annotations__)
+"""Every keyword a task decorator takes besides ``name`` and ``dag``."""
+
+
+def check_option_names(given: Iterable[str], where: str) -> None:
+    """A keyword that is no task option raises ``TypeError``, naming the closest option."""
+    for key in given:
+        if key not in OPTION_NAMES:
+            raise TypeError(
+                f"unknown task option {key!r} for {where}; task options are "
+                f"{', '.join(sorted(OPTION_NAMES))}.{suggest(key, OPTION_NAMES)}"
+            )
+
+
+def _exception_types(retry_on: object, where: str) -> tuple[type[BaseException], ...]:
+    kinds: tuple[Any, ...]
+    if isinstance(retry_on, type):
+        kinds = (retry_on,)
+    else:
+        try:
+            kinds = tuple(cast("Iterable[Any]", retry_on))
+        except TypeError:  # one exception instance or another non-iterable: reported below
+            kinds = (retry_on,)
+    for kind in kinds:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise TaskDefinitionError(
+                f"'retry_on' must hold exception types (got {kind!r}) for {where}"
+            )
+    return kinds
