@@ -1,9 +1,22 @@
 """flowrun: a lightweight async DAG orchestrator with no runtime dependency."""
 
-from .clock import Clock, SystemClock
-from .context import RunContext
-from .dag import DAG
-from .engine import DagScope, Engine, SchedulerConfig, build_default_engine
+from ._clock import Clock, SystemClock
+from ._context import RunContext
+from ._dag import DAG
+from ._engine import DagScope, Engine, SchedulerConfig, build_default_engine
+from ._hooks import (
+    DagEndEvent,
+    DagStartEvent,
+    HookEvent,
+    RunHook,
+    TaskFailureEvent,
+    TaskRetryEvent,
+    TaskSkipEvent,
+    TaskStartEvent,
+    TaskSuccessEvent,
+    fn_hook,
+)
+from ._task import DEFAULT_DAG, TaskRegistry, TaskSpec, TaskTemplate, task, task_template
 from .errors import (
     ContextFactoryError,
     CrossDagDependencyError,
@@ -18,18 +31,6 @@ from .errors import (
     UnknownRunError,
     UnknownTaskError,
 )
-from .hooks import (
-    DagEndEvent,
-    DagStartEvent,
-    HookEvent,
-    RunHook,
-    TaskFailureEvent,
-    TaskRetryEvent,
-    TaskSkipEvent,
-    TaskStartEvent,
-    TaskSuccessEvent,
-    fn_hook,
-)
 from .state import InMemoryStateStore, StateStore, StateStoreProtocol
 from .state.serializers import (
     JsonSerializer,
@@ -38,7 +39,6 @@ from .state.serializers import (
     ResultSerializer,
 )
 from .state.sqlite import SqliteStateStore, StateDatabaseError
-from .task import DEFAULT_DAG, TaskRegistry, TaskSpec, TaskTemplate, task, task_template
 
 __version__ = "0.1.0"
 

@@ -32,9 +32,13 @@ from types import ModuleType
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
+from ._context import ContextSource, RunContext, check_context_source, open_context
 from ._discovery import find_dags
-from .context import ContextSource, RunContext, check_context_source, open_context
-from .engine import DagScope, Engine
+from ._engine import DagScope, Engine
+from ._hooks import DagStartEvent, RunHook
+from ._progress import PROGRESS_MODES, LiveProgress, PlainProgress
+from ._render import FORMATS, RUN_FORMATS, format_report, render_run, trim_traceback
+from ._report import build_report
 from .errors import (
     ContextFactoryError,
     DagValidationError,
@@ -43,10 +47,6 @@ from .errors import (
     UnknownTaskError,
     suggest,
 )
-from .hooks import DagStartEvent, RunHook
-from .progress import PROGRESS_MODES, LiveProgress, PlainProgress
-from .render import FORMATS, RUN_FORMATS, format_report, render_run, trim_traceback
-from .report import build_report
 from .state.memory import InMemoryStateStore
 from .state.protocol import StateStoreProtocol
 from .state.records import FAILED, SUCCESS

@@ -35,10 +35,10 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
-from .clock import Clock
-from .context import RunContext
-from .engine import DagScope, Engine
-from .hooks import (
+from ._clock import Clock
+from ._context import RunContext
+from ._engine import DagScope, Engine
+from ._hooks import (
     DagEndEvent,
     DagStartEvent,
     HookEvent,
@@ -49,8 +49,8 @@ from .hooks import (
     TaskStartEvent,
     TaskSuccessEvent,
 )
-from .overrides import override_tasks
-from .render import format_report, trim_traceback
+from ._overrides import override_tasks
+from ._render import format_report, trim_traceback
 
 __all__ = [
     "DEFAULT_EPOCH",
@@ -63,6 +63,7 @@ __all__ = [
     "current_clock",
     "format_report",
     "override_tasks",
+    "resolve_target",
     "run_dag",
     "run_virtual",
     "trim_traceback",
@@ -568,12 +569,12 @@ class ExecutorContract:
     be on a file system the workers share with the test, as on one machine)."""
 
     def engine(self, executor: Executor, **options: Any) -> Engine:
-        from .engine import build_default_engine
+        from ._engine import build_default_engine
 
         return build_default_engine(executor=executor, **options)
 
     def run(self, engine: Engine, dag: str, **options: Any) -> dict[str, Any]:
-        from .clock import SystemClock
+        from ._clock import SystemClock
 
         return run_dag(engine, dag, clock=SystemClock(), **options)
 

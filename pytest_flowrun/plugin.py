@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from . import hooks
+from . import hookspecs
 from .fixtures import (
     _flowrun_marker,
     flowrun_clock,
@@ -52,7 +52,7 @@ MARKERS = (
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    pluginmanager.add_hookspecs(hooks)
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

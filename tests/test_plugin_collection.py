@@ -123,7 +123,7 @@ def pytest_flowrun_context(dag_name, engine):
             "run * of DAG 'etl': FAILED",
         ]
     )
-    assert "flowrun/executor.py" not in out
+    assert "flowrun/_attempt.py" not in out
     assert "_pytest" not in out
     # reportinfo: the line of the DAG's first task (the decorator of extract).
     result.stdout.fnmatch_lines(["FAILED dags/etl.py::etl*"])

@@ -24,7 +24,7 @@ from flowrun import (
     UnknownRunError,
     build_default_engine,
 )
-from flowrun.render import format_report, render_run
+from flowrun._render import format_report, render_run
 
 REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
 TASK_KEYS = {"status", "attempt", "started_at", "finished_at", "error", "result", "traceback"}

@@ -20,8 +20,8 @@ from flowrun import (
     UnknownTaskError,
     build_default_engine,
 )
-from flowrun.engine import Engine
-from flowrun.overrides import override_tasks
+from flowrun._engine import Engine
+from flowrun._overrides import override_tasks
 from flowrun.testing import RecordingHook, format_report, run_dag, trim_traceback
 
 
@@ -214,8 +214,8 @@ def test_format_report_shows_table_errors_and_user_frames() -> None:
     assert lines[4].split() == ["load", "SKIPPED", "0", "-"]
     assert "task 'transform' failed on attempt 2: ValueError: bad row 2" in text
     assert 'raise ValueError("bad row 2")' in text
-    assert "flowrun/executor.py" not in text
-    assert "flowrun/executor.py" in report["tasks"]["transform"]["traceback"]
+    assert "flowrun/_attempt.py" not in text
+    assert "flowrun/_attempt.py" in report["tasks"]["transform"]["traceback"]
     assert "Traceback" not in format_report(report, tracebacks=False)
 
 

@@ -18,7 +18,7 @@ __all__ = ["StateStoreProtocol"]
 @runtime_checkable
 class StateStoreProtocol(Protocol):
     def create_run(self, run: RunRecord) -> None:
-        """Store a new run with its task records (PENDING, or copied by ``resume``)."""
+        """Store a new run with its task records (PENDING, or kept by ``resume``)."""
         ...
 
     def mark_running(self, run_id: str, task: str, attempt: int, started_at: float) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
-from ..clock import Clock, SystemClock
+from .._clock import Clock, SystemClock
 from ..errors import UnknownRunError
 from .records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
 from .serializers import JsonSerializer, ResultEncodingError, ResultSerializer, check_serializer
@@ -544,22 +544,22 @@ class SqliteStateStore:
 
     def _insert(self, conn: sqlite3.Connection, run: _Run) -> int:
         """A new run row and its task rows; untouched PENDING tasks take a shorter statement
-        (three times faster for a 10k-task run), tasks copied by ``resume`` the full one."""
+        (three times faster for a 10k-task run), tasks kept by ``resume`` the full one."""
         targets = None if run.targets is None else json.dumps(list(run.targets))
         row = (run.run_id, run.dag_name, run.created_at, run.status, run.finished_at, targets)
         key = conn.execute(_INSERT_RUN, (*row, run.resumed_from, *self._owner)).lastrowid
         assert key is not None
         fresh: list[tuple[Any, ...]] = []
-        copied: list[tuple[Any, ...]] = []
+        kept: list[tuple[Any, ...]] = []
         for t in run.tasks.values():
             state = _state(t)
             deps = json.dumps(t.deps)  # a JSON list
             if state == _NEW_TASK_STATE:
                 fresh.append((key, t.position, t.name, PENDING, deps))
             else:
-                copied.append((*state, key, t.position, t.name, deps))
+                kept.append((*state, key, t.position, t.name, deps))
         conn.executemany(_INSERT_NEW_TASK, fresh)
-        conn.executemany(_INSERT_TASK, copied)
+        conn.executemany(_INSERT_TASK, kept)
         return key
 
     # -- reads -----------------------------------------------------------------------------

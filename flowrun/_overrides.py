@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ._task import TaskRegistry, TaskSpec
 from .errors import UnknownTaskError
-from .task import TaskRegistry, TaskSpec
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from ._engine import Engine
 
 __all__ = ["override_tasks"]
 

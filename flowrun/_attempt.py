@@ -31,14 +31,14 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
-from .clock import Clock
-from .context import RunContext
+from ._clock import Clock
+from ._context import RunContext
+from ._pool import DaemonThreadPool
+from ._task import TaskSpec
 from .errors import TaskTimeoutError, describe
-from .pool import DaemonThreadPool
-from .task import TaskSpec
 
 if TYPE_CHECKING:
-    from .scheduler import Run
+    from ._scheduler import Run
 
 __all__ = ["Attempt", "EscalatedError", "SyncCall"]
 

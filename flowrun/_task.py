@@ -19,8 +19,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar, Unpack, overload
 
+from ._context import ContextSource, RunContext, check_context_source, describe_source
 from ._options import OPTION_NAMES, TaskOptions, TaskOptionsDict, check_option_names
-from .context import ContextSource, RunContext, check_context_source, describe_source
 from .errors import DuplicateTaskError, TaskDefinitionError, suggest
 
 __all__ = [

@@ -13,27 +13,27 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, Unpack, overload
 
+from ._clock import Clock, SystemClock
+from ._context import ContextSource, RunContext, open_context
+from ._dag import DAG, build_dag
+from ._hooks import HookDispatcher, RunHook
 from ._options import TaskOptionsDict
-from .clock import Clock, SystemClock
-from .context import ContextSource, RunContext, open_context
-from .dag import DAG, build_dag
-from .errors import UnknownDagError, UnknownTaskError, suggest
-from .hooks import HookDispatcher, RunHook
-from .overrides import override_tasks
-from .pool import DaemonThreadPool
-from .render import render_dag, render_run
-from .report import build_report
-from .scheduler import Limiter, Run
-from .state.memory import InMemoryStateStore
-from .state.protocol import StateStoreProtocol
-from .state.records import FINISHED_STATUSES, RUNNING, SUCCESS, RunRecord, TaskRecord
-from .task import (
+from ._overrides import override_tasks
+from ._pool import DaemonThreadPool
+from ._render import render_dag, render_run
+from ._report import build_report
+from ._scheduler import Limiter, Run
+from ._task import (
     DEFAULT_DAG,
     Inject,
     TaskRegistry,
     TaskSpec,
     TaskTemplate,
 )
+from .errors import UnknownDagError, UnknownTaskError, suggest
+from .state.memory import InMemoryStateStore
+from .state.protocol import StateStoreProtocol
+from .state.records import FINISHED_STATUSES, RUNNING, SUCCESS, RunRecord, TaskRecord
 
 __all__ = ["DagScope", "Engine", "SchedulerConfig", "build_default_engine"]
 
@@ -231,7 +231,7 @@ class Engine:
     ) -> str:
         """Start a new run that continues ``run_id``; returns the new run id.
 
-        Keeps (copies) the successful tasks that are not downstream of ``from_tasks`` and
+        Keeps the successful tasks that are not downstream of ``from_tasks`` and
         re-runs the rest; with ``from_tasks=None`` it re-runs every task that did not
         succeed. A kept task whose result was not retained is re-run too when a re-run task
         needs its result. A ``run_subgraph`` run resumes only that subgraph.
@@ -270,22 +270,22 @@ class Engine:
                 )
             rerun = dag.descendants(names) | {n for n in dag.order if _status(old, n) != SUCCESS}
         _add_unretained_inputs(dag, old, rerun)
-        copied: dict[str, TaskRecord] = {}
+        kept: dict[str, TaskRecord] = {}
         results: dict[str, Any] = {}
         for name in dag.order:
             if name in rerun:
                 continue
             record = old.tasks[name]
-            copied[name] = record
+            kept[name] = record
             if record.has_result:
                 results[name] = record.result
-        return await self._execute(dag, context, copied, results, resumed_from=run_id)
+        return await self._execute(dag, context, kept, results, resumed_from=run_id)
 
     async def _execute(
         self,
         dag: DAG,
         context: RunContext[Any] | None,
-        copied: dict[str, TaskRecord] | None = None,
+        kept: dict[str, TaskRecord] | None = None,
         results: dict[str, Any] | None = None,
         resumed_from: str | None = None,
     ) -> str:
@@ -296,16 +296,16 @@ class Engine:
             )
         source = None if context is not None else self.registry.default_context(dag.name)
         if source is None:
-            return await self._start(dag, context, copied, results, resumed_from)
+            return await self._start(dag, context, kept, results, resumed_from)
         async with contextlib.AsyncExitStack() as stack:
             made = await open_context(source, stack, f"the default context of DAG {dag.name!r}")
-            return await self._start(dag, made, copied, results, resumed_from)
+            return await self._start(dag, made, kept, results, resumed_from)
 
     async def _start(
         self,
         dag: DAG,
         context: RunContext[Any] | None,
-        copied: dict[str, TaskRecord] | None,
+        kept: dict[str, TaskRecord] | None,
         results: dict[str, Any] | None,
         resumed_from: str | None,
     ) -> str:
@@ -320,8 +320,8 @@ class Engine:
             hooks=self._hooks,
             logger=self.logger,
             rng=self._rng,
-            copied=copied,
-            copied_results=results,
+            kept=kept,
+            kept_results=results,
             resumed_from=resumed_from,
         )
         return await run.execute()

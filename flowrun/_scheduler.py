@@ -19,12 +19,11 @@ from concurrent.futures import Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .clock import Clock
-from .context import RunContext
-from .dag import DAG
-from .errors import TaskTimeoutError, describe
-from .executor import Attempt, EscalatedError
-from .hooks import (
+from ._attempt import Attempt, EscalatedError
+from ._clock import Clock
+from ._context import RunContext
+from ._dag import DAG
+from ._hooks import (
     DagEndEvent,
     DagStartEvent,
     HookDispatcher,
@@ -35,7 +34,8 @@ from .hooks import (
     TaskStartEvent,
     TaskSuccessEvent,
 )
-from .report import run_status
+from ._report import run_status
+from .errors import TaskTimeoutError, describe
 from .state.protocol import StateStoreProtocol
 from .state.records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
 
@@ -82,8 +82,8 @@ class Run:
         hooks: HookDispatcher,
         logger: logging.Logger,
         rng: random.Random,
-        copied: Mapping[str, TaskRecord] | None = None,
-        copied_results: Mapping[str, Any] | None = None,
+        kept: Mapping[str, TaskRecord] | None = None,
+        kept_results: Mapping[str, Any] | None = None,
         resumed_from: str | None = None,
     ) -> None:
         self.run_id = run_id
@@ -102,11 +102,11 @@ class Run:
         # Jitter comes from the clock when it offers random() (virtual clocks: reproducible).
         self.random: Callable[[], float] = getattr(clock, "random", None) or rng.random
         self.loop = asyncio.get_running_loop()
-        self.copied = dict(copied or {})
+        self.kept = dict(kept or {})
         self.resumed_from = resumed_from
         # Working set: private to this run; the store stays the source of truth for reports.
-        self.status: dict[str, str] = dict.fromkeys(self.copied, SUCCESS)
-        self.results: dict[str, Any] = dict(copied_results or {})
+        self.status: dict[str, str] = dict.fromkeys(self.kept, SUCCESS)
+        self.results: dict[str, Any] = dict(kept_results or {})
         self.waiting: dict[str, int] = {}
         self.consumers_left: dict[str, int] = {}
         self.ready: deque[tuple[str, int]] = deque()
@@ -159,10 +159,10 @@ class Run:
         order = dag.order
         parents = dag.parents
         children = dag.children
-        copied = self.copied
+        kept = self.kept
         tasks: dict[str, TaskRecord] = {}
         for name in order:
-            record = copied.get(name)
+            record = kept.get(name)
             deps = parents[name]  # the run keeps its edges: it can be drawn without its code
             tasks[name] = TaskRecord(deps=deps) if record is None else replace(record, deps=deps)
         self.store.create_run(
@@ -176,13 +176,11 @@ class Run:
             )
         )
         self.store.flush()
-        if copied:  # resume: kept tasks neither wait nor are waited for
-            waiting = {
-                n: sum(p not in copied for p in parents[n]) for n in order if n not in copied
-            }
+        if kept:  # resume: kept tasks neither wait nor are waited for
+            waiting = {n: sum(p not in kept for p in parents[n]) for n in order if n not in kept}
             consumers = {}
             for name in order:
-                count = sum(c not in copied for c in children[name])
+                count = sum(c not in kept for c in children[name])
                 if count:
                     consumers[name] = count
             self.results = {n: r for n, r in self.results.items() if n in consumers}

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from ._task import TaskSpec
 from .errors import (
     CrossDagDependencyError,
     CycleError,
@@ -17,7 +18,6 @@ from .errors import (
     UnknownTaskError,
     suggest,
 )
-from .task import TaskSpec
 
 __all__ = ["DAG", "build_dag"]
 

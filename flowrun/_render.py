@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .dag import DAG
+from ._dag import DAG
 
 __all__ = [
     "FORMATS",
@@ -214,10 +214,10 @@ def _internal_dirs() -> tuple[str, ...]:
     import os
     import threading
 
-    from . import engine
+    from . import _engine
 
     return (
-        os.path.dirname(engine.__file__) + os.sep,
+        os.path.dirname(_engine.__file__) + os.sep,
         os.path.dirname(asyncio.__file__) + os.sep,
         os.path.dirname(concurrent.futures.__file__) + os.sep,
         os.path.dirname(importlib.__file__) + os.sep,

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from .clock import Clock
+from ._clock import Clock
 from .errors import ContextFactoryError, TaskCancelledError
 
 __all__ = ["ContextSource", "RunContext", "check_context_source", "open_context"]
