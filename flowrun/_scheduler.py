@@ -55,6 +55,27 @@ class Limiter:
         self.free = max_parallel
         self.waiters: deque[Run] = deque()
 
+    def acquire(self, run: Run) -> bool:
+        """Take a slot for one launch of ``run``: a slot granted to it earlier, else a free
+        one. Without either, ``run`` queues (once) and is woken when a slot is granted."""
+        if run.granted:
+            run.granted -= 1
+            return True
+        if self.free:
+            self.free -= 1
+            return True
+        if not run.wants_slot:
+            run.wants_slot = True
+            self.waiters.append(run)
+        return False
+
+    def give_back(self, run: Run) -> None:
+        """``run`` is over: return the slots granted to it and stop waiting for more."""
+        while run.granted:
+            run.granted -= 1
+            self.release()
+        run.wants_slot = False
+
     def release(self) -> None:
         while self.waiters:
             run = self.waiters.popleft()
@@ -231,16 +252,9 @@ class Run:
     def _pump(self) -> None:
         """Launch ready tasks while the engine has free slots."""
         ready = self.ready
-        limiter = self.limiter
+        acquire = self.limiter.acquire
         while ready:
-            if self.granted:
-                self.granted -= 1
-            elif limiter.free:
-                limiter.free -= 1
-            else:
-                if not self.wants_slot:
-                    self.wants_slot = True
-                    limiter.waiters.append(self)
+            if not acquire(self):
                 return
             name, number = ready.popleft()
             self._launch(name, number)
@@ -548,10 +562,7 @@ class Run:
             for name in pending:
                 self.status[name] = SKIPPED
         self.ready.clear()
-        while self.granted:
-            self.granted -= 1
-            self.limiter.release()
-        self.wants_slot = False
+        self.limiter.give_back(self)
         self.events = []
         self.logger.warning("run %s of DAG %r: %s", self.run_id, self.dag_name, what)
         try:
