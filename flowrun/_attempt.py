@@ -29,7 +29,7 @@ import pickle
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from ._clock import Clock
 from ._context import RunContext
@@ -37,10 +37,7 @@ from ._pool import DaemonThreadPool
 from ._task import TaskSpec
 from .errors import TaskTimeoutError, describe
 
-if TYPE_CHECKING:
-    from ._scheduler import Run
-
-__all__ = ["Attempt", "EscalatedError", "SyncCall"]
+__all__ = ["Attempt", "EscalatedError", "Launcher", "SyncCall", "launch_async", "launcher_for"]
 
 THREAD_POOLS = (ThreadPoolExecutor, DaemonThreadPool)
 """Executors whose workers are threads of this process: tasks there get the caller's
@@ -63,12 +60,15 @@ class Attempt:
     """One execution of a task; also the done-callback of its future."""
 
     __slots__ = (
+        "clock",
         "context",
         "executor_name",
         "finished",
         "future",
+        "loop",
         "number",
-        "run",
+        "on_done",
+        "run_id",
         "spec",
         "start_mono",
         "start_wall",
@@ -76,8 +76,20 @@ class Attempt:
         "timer",
     )
 
-    def __init__(self, run: Run, spec: TaskSpec, number: int, context: RunContext[Any] | None):
-        self.run = run
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
+        run_id: str,
+        spec: TaskSpec,
+        number: int,
+        context: RunContext[Any] | None,
+        on_done: Callable[[Attempt], None],
+    ) -> None:
+        self.loop = loop
+        self.clock = clock
+        self.run_id = run_id
+        self.on_done = on_done  # called on the loop once, when the attempt is over
         self.spec = spec
         self.number = number
         self.context = context
@@ -99,7 +111,7 @@ class Attempt:
                 future.exception()  # mark retrieved, so asyncio does not log it
             return
         self.finished = True
-        self.run.attempt_done(self)
+        self.on_done(self)
 
     def time_out(self) -> None:
         """A sync attempt ran past its timeout: fail it now, whatever its thread still does.
@@ -115,13 +127,13 @@ class Attempt:
             # Stop waiting for the thread: this cancels only the asyncio side (and the work
             # if it never started); virtual-time loops then stop counting it as in flight.
             self.future.cancel()
-        self.run.attempt_done(self)
+        self.on_done(self)
 
     def on_thread_start(self) -> None:
         """Called on the loop when a worker thread starts a sync attempt with a timeout."""
         timeout = self.spec.timeout_s
         if timeout is not None and not self.finished:
-            self.timer = self.run.loop.call_later(timeout, self.time_out)
+            self.timer = self.loop.call_later(timeout, self.time_out)
 
     def timeout_error(self) -> TaskTimeoutError:
         timeout = self.spec.timeout_s
@@ -142,45 +154,62 @@ class Attempt:
             )
         return TaskTimeoutError(message)
 
-    def start(self, args: list[Any], kwargs: dict[str, Any], executor: Executor) -> None:
-        """Launch on the loop (async) or on ``executor`` (sync); completion calls ``self``."""
-        run = self.run
-        loop = run.loop
-        spec = self.spec
-        clock = run.clock
+    def start(self, args: list[Any], kwargs: dict[str, Any], launch: Launcher) -> None:
+        """Launch with ``launch`` (see ``launcher_for``); completion calls ``self``."""
         try:
-            if spec.is_async:
-                self.start_mono = clock.monotonic()
-                if spec.timeout_s is not None and self.context is not None:
-                    self.context.set_deadline(self.start_mono + spec.timeout_s)
-                future: asyncio.Future[Any] = loop.create_task(
-                    _run_async(spec.func, args, kwargs, spec.timeout_s, self)
-                )
-            elif isinstance(executor, THREAD_POOLS):
-                ctx = contextvars.copy_context()
-                future = loop.run_in_executor(
-                    executor, ctx.run, _run_sync, self, clock, spec.func, args, kwargs
-                )
-            else:  # other executors (processes, Dask) need a picklable callable
-                self.start_mono = clock.monotonic()
-                self.executor_name = type(executor).__name__
-                call = SyncCall(
-                    f"{run.run_id}/{spec.name}/{self.number}",
-                    spec.name,
-                    spec.func,
-                    args,
-                    kwargs,
-                    pickler=_call_pickler(executor),
-                )
-                future = loop.run_in_executor(executor, call)
-                if spec.timeout_s is not None:
-                    self.timer = loop.call_later(spec.timeout_s, self.time_out)
+            future = launch(self, args, kwargs)
         except Exception as exc:  # e.g. an executor already shut down: the attempt fails
-            self.start_mono = clock.monotonic()
-            future = loop.create_future()
+            self.start_mono = self.clock.monotonic()
+            future = self.loop.create_future()
             future.set_exception(exc)
         self.future = future
         future.add_done_callback(self)
+
+
+Launcher = Callable[[Attempt, list[Any], dict[str, Any]], "asyncio.Future[Any]"]
+"""Starts an attempt's call and returns its future: one per kind of execution, chosen once."""
+
+
+def launch_async(attempt: Attempt, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+    """An ``async def`` task: a task on the loop, timed out inside its own coroutine."""
+    spec = attempt.spec
+    attempt.start_mono = attempt.clock.monotonic()
+    if spec.timeout_s is not None and attempt.context is not None:
+        attempt.context.set_deadline(attempt.start_mono + spec.timeout_s)
+    return attempt.loop.create_task(_run_async(spec.func, args, kwargs, spec.timeout_s, attempt))
+
+
+def launcher_for(executor: Executor) -> Launcher:
+    """How sync tasks start on ``executor``: decided once per executor, not per attempt."""
+    if isinstance(executor, THREAD_POOLS):
+
+        def on_thread(
+            attempt: Attempt, args: list[Any], kwargs: dict[str, Any]
+        ) -> asyncio.Future[Any]:
+            ctx = contextvars.copy_context()
+            spec = attempt.spec
+            return attempt.loop.run_in_executor(
+                executor, ctx.run, _run_sync, attempt, attempt.clock, spec.func, args, kwargs
+            )
+
+        return on_thread
+    pickler = _call_pickler(executor)
+    name = type(executor).__name__
+
+    def pickled(attempt: Attempt, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+        # Other executors (processes, Dask) get a picklable callable; the timeout counts from
+        # the submission, since the driver cannot see when a worker starts it.
+        spec = attempt.spec
+        attempt.start_mono = attempt.clock.monotonic()
+        attempt.executor_name = name
+        key = f"{attempt.run_id}/{spec.name}/{attempt.number}"
+        call = SyncCall(key, spec.name, spec.func, args, kwargs, pickler=pickler)
+        future = attempt.loop.run_in_executor(executor, call)
+        if spec.timeout_s is not None:
+            attempt.timer = attempt.loop.call_later(spec.timeout_s, attempt.time_out)
+        return future
+
+    return pickled
 
 
 def _run_sync(
@@ -197,7 +226,7 @@ def _run_sync(
     if timeout is not None:
         if attempt.context is not None:
             attempt.context.set_deadline(start + timeout)
-        attempt.run.loop.call_soon_threadsafe(attempt.on_thread_start)
+        attempt.loop.call_soon_threadsafe(attempt.on_thread_start)
     return call_sync_task(attempt.spec.name, func, args, kwargs)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, Unpack, overload
 
+from ._attempt import Launcher, launcher_for
 from ._clock import Clock, SystemClock
 from ._context import ContextSource, RunContext, open_context
 from ._dag import DAG, build_dag
@@ -91,6 +92,7 @@ class Engine:
         self.executor = executor  # None: sync tasks use a thread pool the engine owns
         self._hooks = HookDispatcher(self.hooks, self.logger)
         self._owned_pool: DaemonThreadPool | None = None
+        self._launcher: tuple[Executor, Launcher] | None = None
         self._limiter = Limiter(self.config.max_parallel)
         self._dag_cache: dict[str, tuple[int, DAG]] = {}
         self._rng = random.Random()
@@ -316,7 +318,7 @@ class Engine:
             store=self.state_store,
             clock=self.clock,
             limiter=self._limiter,
-            executor=self._executor_for_sync,
+            sync_launcher=self._launcher_for_sync,
             hooks=self._hooks,
             logger=self.logger,
             rng=self._rng,
@@ -326,16 +328,22 @@ class Engine:
         )
         return await run.execute()
 
-    def _executor_for_sync(self) -> Executor:
-        if self.executor is not None:
-            return self.executor
-        pool = self._owned_pool
-        if pool is None:
-            pool = DaemonThreadPool(
-                max_workers=self.config.max_workers, thread_name_prefix="flowrun"
-            )
-            self._owned_pool = pool
-        return pool
+    def _launcher_for_sync(self) -> Launcher:
+        """How sync tasks start: chosen once for the executor (the engine's own pool is made
+        on first use, and again after ``close()``)."""
+        executor: Executor | None = self.executor
+        if executor is None:
+            executor = self._owned_pool
+            if executor is None:
+                executor = self._owned_pool = DaemonThreadPool(
+                    max_workers=self.config.max_workers, thread_name_prefix="flowrun"
+                )
+        cached = self._launcher
+        if cached is not None and cached[0] is executor:
+            return cached[1]
+        launcher = launcher_for(executor)
+        self._launcher = (executor, launcher)
+        return launcher
 
     # -- reports ---------------------------------------------------------------------------
     def get_run_report(self, run_id: str) -> dict[str, Any]:

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._task import TaskRegistry, TaskSpec
 from .errors import UnknownTaskError
 
-if TYPE_CHECKING:
-    from ._engine import Engine
-
 __all__ = ["override_tasks"]
+
+
+class _Registers(Protocol):
+    """What overriding needs of an ``Engine`` (so this module does not import the engine's)."""
+
+    @property
+    def registry(self) -> TaskRegistry: ...
+
+    def resolve_dag_name(self, dag_name: str) -> str: ...
 
 
 @contextmanager
 def override_tasks(
-    engine: Engine, dag_name: str, /, **funcs: Callable[..., Any]
+    engine: _Registers, dag_name: str, /, **funcs: Callable[..., Any]
 ) -> Iterator[Mapping[str, TaskSpec]]:
     """Replace the functions of tasks of ``dag_name`` for the duration of the ``with`` block.
 

@@ -214,10 +214,8 @@ def _internal_dirs() -> tuple[str, ...]:
     import os
     import threading
 
-    from . import _engine
-
     return (
-        os.path.dirname(_engine.__file__) + os.sep,
+        os.path.dirname(__file__) + os.sep,  # flowrun itself
         os.path.dirname(asyncio.__file__) + os.sep,
         os.path.dirname(concurrent.futures.__file__) + os.sep,
         os.path.dirname(importlib.__file__) + os.sep,

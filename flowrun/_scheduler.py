@@ -15,11 +15,10 @@ import random
 import traceback
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._attempt import Attempt, EscalatedError
+from ._attempt import Attempt, EscalatedError, Launcher, launch_async
 from ._clock import Clock
 from ._context import RunContext
 from ._dag import DAG
@@ -99,7 +98,7 @@ class Run:
         store: StateStoreProtocol,
         clock: Clock,
         limiter: Limiter,
-        executor: Callable[[], Executor],
+        sync_launcher: Callable[[], Launcher],
         hooks: HookDispatcher,
         logger: logging.Logger,
         rng: random.Random,
@@ -117,7 +116,7 @@ class Run:
         self.store = store
         self.clock = clock
         self.limiter = limiter
-        self._get_executor = executor
+        self._sync_launcher = sync_launcher  # the engine's, for its executor of the moment
         self.hooks = hooks
         self.logger = logger
         # Jitter comes from the clock when it offers random() (virtual clocks: reproducible).
@@ -268,7 +267,9 @@ class Run:
         context = None
         if plan.wants_context:
             context = self.context.for_attempt(self.run_id, self.dag_name, name, number, self.clock)
-        attempt = Attempt(self, spec, number, context)
+        attempt = Attempt(
+            self.loop, self.clock, self.run_id, spec, number, context, self.attempt_done
+        )
         self.running.add(attempt)
         if plan.params:
             args, kwargs = plan.build(context, self.results, self.parents[name])
@@ -288,7 +289,7 @@ class Run:
                 "async" if spec.is_async else "sync",
             )
         attempt.start_wall = now  # sync attempts on threads overwrite it when they really start
-        attempt.start(args, kwargs, _NO_EXECUTOR if spec.is_async else self._get_executor())
+        attempt.start(args, kwargs, launch_async if spec.is_async else self._sync_launcher())
 
     def _handle(self, attempt: Attempt) -> None:
         self.running.discard(attempt)
@@ -571,11 +572,6 @@ class Run:
             self.logger.exception("error while finalizing aborted run %s", self.run_id)
 
 
-class _NoExecutor(Executor):
-    """Placeholder passed for async tasks, which never use an executor."""
-
-
-_NO_EXECUTOR = _NoExecutor()
 _NO_ARGS: list[Any] = []  # shared by calls without parameters; never mutated
 _NO_KWARGS: dict[str, Any] = {}
 
