@@ -23,18 +23,18 @@ from ._overrides import override_tasks
 from ._pool import DaemonThreadPool
 from ._render import render_dag, render_run
 from ._report import build_report
+from ._resume import ResumePlan, plan_resume
 from ._scheduler import Limiter, Run
 from ._task import (
     DEFAULT_DAG,
-    Inject,
     TaskRegistry,
     TaskSpec,
     TaskTemplate,
 )
-from .errors import UnknownDagError, UnknownTaskError, suggest
+from .errors import UnknownDagError, suggest
 from .state.memory import InMemoryStateStore
 from .state.protocol import StateStoreProtocol
-from .state.records import FINISHED_STATUSES, RUNNING, SUCCESS, RunRecord, TaskRecord
+from .state.records import FINISHED_STATUSES, RUNNING
 
 __all__ = ["DagScope", "Engine", "SchedulerConfig", "build_default_engine"]
 
@@ -239,57 +239,14 @@ class Engine:
         needs its result. A ``run_subgraph`` run resumes only that subgraph.
         """
         old = self.state_store.load_run(run_id)
-        if old.status == RUNNING:
-            raise ValueError(
-                f"run {run_id!r} of DAG {old.dag_name!r} is still RUNNING: resuming it now would "
-                "execute its tasks twice. Wait for it to finish; if the process running it died, "
-                "open the store with SqliteStateStore(..., recover=True) first"
-            )
-        full = self.get_dag(old.dag_name)
-        dag = full if old.targets is None else full.subgraph(old.targets)
-        if from_tasks is None:
-            rerun = {n for n in dag.order if _status(old, n) != SUCCESS}
-        else:
-            if isinstance(from_tasks, str):
-                raise TypeError(
-                    f"from_tasks must be a list of task names; write from_tasks=[{from_tasks!r}]"
-                )
-            from_tasks = list(from_tasks)
-            outside = [n for n in from_tasks if n in full.specs and n not in dag.specs]
-            if outside:
-                raise UnknownTaskError(
-                    old.dag_name,
-                    outside[0],
-                    dag.order,
-                    f"resume of run {run_id!r} (a run_subgraph run of targets "
-                    f"{list(old.targets or ())}, which does not include it)",
-                )
-            names = dag.check_names(from_tasks, f"resume of run {run_id!r}")
-            if not names:
-                raise ValueError(
-                    f"resume of run {run_id!r}: from_tasks is empty; pass None to re-run "
-                    "every task that did not succeed"
-                )
-            rerun = dag.descendants(names) | {n for n in dag.order if _status(old, n) != SUCCESS}
-        _add_unretained_inputs(dag, old, rerun)
-        kept: dict[str, TaskRecord] = {}
-        results: dict[str, Any] = {}
-        for name in dag.order:
-            if name in rerun:
-                continue
-            record = old.tasks[name]
-            kept[name] = record
-            if record.has_result:
-                results[name] = record.result
-        return await self._execute(dag, context, kept, results, resumed_from=run_id)
+        plan = plan_resume(old, self.get_dag(old.dag_name), from_tasks)
+        return await self._execute(plan.dag, context, plan)
 
     async def _execute(
         self,
         dag: DAG,
         context: RunContext[Any] | None,
-        kept: dict[str, TaskRecord] | None = None,
-        results: dict[str, Any] | None = None,
-        resumed_from: str | None = None,
+        resume: ResumePlan | None = None,
     ) -> str:
         if context is not None and not isinstance(context, RunContext):
             raise TypeError(
@@ -298,18 +255,16 @@ class Engine:
             )
         source = None if context is not None else self.registry.default_context(dag.name)
         if source is None:
-            return await self._start(dag, context, kept, results, resumed_from)
+            return await self._start(dag, context, resume)
         async with contextlib.AsyncExitStack() as stack:
             made = await open_context(source, stack, f"the default context of DAG {dag.name!r}")
-            return await self._start(dag, made, kept, results, resumed_from)
+            return await self._start(dag, made, resume)
 
     async def _start(
         self,
         dag: DAG,
         context: RunContext[Any] | None,
-        kept: dict[str, TaskRecord] | None,
-        results: dict[str, Any] | None,
-        resumed_from: str | None,
+        resume: ResumePlan | None,
     ) -> str:
         run = Run(
             run_id=uuid.uuid4().hex,
@@ -322,9 +277,7 @@ class Engine:
             hooks=self._hooks,
             logger=self.logger,
             rng=self._rng,
-            kept=kept,
-            kept_results=results,
-            resumed_from=resumed_from,
+            resume=resume,
         )
         return await run.execute()
 
@@ -399,29 +352,6 @@ class Engine:
             f"Engine(dags={self.list_dags()!r}, max_parallel={self.config.max_parallel}, "
             f"store={type(self.state_store).__name__})"
         )
-
-
-def _status(run: RunRecord, name: str) -> str | None:
-    record = run.tasks.get(name)
-    return None if record is None else record.status
-
-
-def _add_unretained_inputs(dag: DAG, old: RunRecord, rerun: set[str]) -> None:
-    """A re-run task needs its parents' results: re-run the kept parents that have none."""
-    stack = list(rerun)
-    while stack:
-        name = stack.pop()
-        spec = dag.specs[name]
-        needed: Iterable[str]
-        params = spec.plan.params
-        if any(p.source is Inject.UPSTREAM for p in params):
-            needed = dag.parents[name]
-        else:
-            needed = [p.dep for p in params if p.source is Inject.RESULT]
-        for parent in needed:
-            if parent not in rerun and not old.tasks[parent].has_result:
-                rerun.add(parent)
-                stack.append(parent)
 
 
 class DagScope:

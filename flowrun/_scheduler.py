@@ -34,6 +34,7 @@ from ._hooks import (
     TaskSuccessEvent,
 )
 from ._report import run_status
+from ._resume import ResumePlan
 from .errors import TaskTimeoutError, describe
 from .state.protocol import StateStoreProtocol
 from .state.records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
@@ -102,9 +103,7 @@ class Run:
         hooks: HookDispatcher,
         logger: logging.Logger,
         rng: random.Random,
-        kept: Mapping[str, TaskRecord] | None = None,
-        kept_results: Mapping[str, Any] | None = None,
-        resumed_from: str | None = None,
+        resume: ResumePlan | None = None,
     ) -> None:
         self.run_id = run_id
         self.dag = dag
@@ -122,11 +121,11 @@ class Run:
         # Jitter comes from the clock when it offers random() (virtual clocks: reproducible).
         self.random: Callable[[], float] = getattr(clock, "random", None) or rng.random
         self.loop = asyncio.get_running_loop()
-        self.kept = dict(kept or {})
-        self.resumed_from = resumed_from
+        self.kept: Mapping[str, TaskRecord] = {} if resume is None else resume.kept
+        self.resumed_from = None if resume is None else resume.resumed_from
         # Working set: private to this run; the store stays the source of truth for reports.
         self.status: dict[str, str] = dict.fromkeys(self.kept, SUCCESS)
-        self.results: dict[str, Any] = dict(kept_results or {})
+        self.results: dict[str, Any] = {} if resume is None else dict(resume.kept_results)
         self.waiting: dict[str, int] = {}
         self.consumers_left: dict[str, int] = {}
         self.ready: deque[tuple[str, int]] = deque()
