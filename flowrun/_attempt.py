@@ -129,6 +129,31 @@ class Attempt:
             self.future.cancel()
         self.on_done(self)
 
+    def succeeded(self) -> bool:
+        """Completed with a result (not timed out, cancelled or failed)."""
+        future = self.future
+        return (
+            future is not None
+            and self.finished
+            and not self.timed_out
+            and future.done()
+            and not future.cancelled()
+            and future.exception() is None
+        )
+
+    def abandon(self) -> None:
+        """Give up on the attempt (its run is aborting): its late outcome, if any, is
+        discarded, a sync one is told to stop (``context.cancelled()``), an async one is
+        cancelled."""
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.context is not None:
+            self.context.cancel()
+        if self.future is not None and not self.future.done():
+            self.future.cancel()
+
     def on_thread_start(self) -> None:
         """Called on the loop when a worker thread starts a sync attempt with a timeout."""
         timeout = self.spec.timeout_s

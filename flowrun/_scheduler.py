@@ -319,17 +319,25 @@ class Run:
         else:
             self._failed_for_good(attempt, error, finished_wall, duration)
 
-    def _succeeded(self, attempt: Attempt, result: Any, finished: float, duration: float) -> None:
+    def _record_success(self, attempt: Attempt, result: Any, finished: float) -> Exception | None:
+        """Store a successful attempt; what the store raised instead (e.g. a result its
+        serializer cannot encode), which fails the task."""
         spec = attempt.spec
-        name = spec.name
         try:
             self.store.mark_success(
-                self.run_id, name, attempt.start_wall, finished, result, spec.retain_result
+                self.run_id, spec.name, attempt.start_wall, finished, result, spec.retain_result
             )
-        except Exception as error:  # e.g. a result the store's serializer cannot encode
+        except Exception as error:
+            return error
+        self.status[spec.name] = SUCCESS
+        return None
+
+    def _succeeded(self, attempt: Attempt, result: Any, finished: float, duration: float) -> None:
+        error = self._record_success(attempt, result, finished)
+        if error is not None:
             self._failed_for_good(attempt, error, finished, duration)
             return
-        self.status[name] = SUCCESS
+        name = attempt.spec.name
         if self.want_success:
             self.events.append(
                 TaskSuccessEvent(self.run_id, self.dag_name, name, attempt.number, duration, result)
@@ -511,56 +519,8 @@ class Run:
         for sleeper in self.sleeping:
             sleeper.cancel()
         self.sleeping.clear()
-        finished = self.clock.time()
-        # Completed but unhandled attempts keep their real outcome; the rest are abandoned.
-        for attempt in list(self.running):
-            future = attempt.future
-            done_ok = (
-                future is not None
-                and attempt.finished
-                and not attempt.timed_out
-                and future.done()
-                and not future.cancelled()
-                and future.exception() is None
-            )
-            self.running.discard(attempt)
-            self.limiter.release()
-            name = attempt.spec.name
-            error_text = f"CancelledError: {what} while task {name!r} was running"
-            trace = None
-            if done_ok:
-                assert future is not None
-                try:
-                    self.store.mark_success(
-                        self.run_id,
-                        name,
-                        attempt.start_wall,
-                        finished,
-                        future.result(),
-                        attempt.spec.retain_result,
-                    )
-                except Exception as error:  # e.g. a result the serializer cannot encode
-                    error_text, trace = _describe(error)
-                else:
-                    self.status[name] = SUCCESS
-                    continue
-            attempt.finished = True  # its late outcome, if any, is discarded
-            if attempt.timer is not None:
-                attempt.timer.cancel()
-            if attempt.context is not None:
-                attempt.context.cancel()
-            if future is not None and not future.done():
-                future.cancel()
-            self.store.mark_failed(
-                self.run_id, name, attempt.start_wall, finished, error_text, trace
-            )
-            self.status[name] = FAILED
-        self.completed.clear()
-        pending = [n for n, s in self.status.items() if s == PENDING]
-        if pending:
-            self.store.mark_skipped(self.run_id, pending, what)
-            for name in pending:
-                self.status[name] = SKIPPED
+        self._settle_in_flight(what)
+        self._skip_pending(what)
         self.ready.clear()
         self.limiter.give_back(self)
         self.events = []
@@ -569,6 +529,36 @@ class Run:
             await self._finish(FAILED, started)
         except BaseException:  # already propagating one exception; a hook must not mask it
             self.logger.exception("error while finalizing aborted run %s", self.run_id)
+
+    def _settle_in_flight(self, what: str) -> None:
+        """Attempts that completed but were not handled yet keep their real outcome; the
+        others are abandoned (a sync one runs on in its thread or worker) and FAILED."""
+        finished = self.clock.time()
+        for attempt in list(self.running):
+            self.running.discard(attempt)
+            self.limiter.release()
+            name = attempt.spec.name
+            error_text = f"CancelledError: {what} while task {name!r} was running"
+            trace = None
+            future = attempt.future
+            if attempt.succeeded() and future is not None:
+                error = self._record_success(attempt, future.result(), finished)
+                if error is None:
+                    continue
+                error_text, trace = _describe(error)
+            attempt.abandon()
+            self.store.mark_failed(
+                self.run_id, name, attempt.start_wall, finished, error_text, trace
+            )
+            self.status[name] = FAILED
+        self.completed.clear()
+
+    def _skip_pending(self, what: str) -> None:
+        pending = [n for n, s in self.status.items() if s == PENDING]
+        if pending:
+            self.store.mark_skipped(self.run_id, pending, what)
+            for name in pending:
+                self.status[name] = SKIPPED
 
 
 _NO_ARGS: list[Any] = []  # shared by calls without parameters; never mutated
