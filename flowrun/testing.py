@@ -88,15 +88,17 @@ class VirtualClock:
     cost no real time (but ``asyncio.timeout`` then runs on real time).
 
     ``random()`` is the source of retry jitter for engines on this clock, seeded with ``seed``,
-    so runs with ``retry_jitter`` give identical reports too.
+    so runs with ``retry_jitter`` give identical reports too. ``sleeps`` lists every delay
+    slept on this clock (retry back-off, in order), for tests to assert exactly.
     """
 
-    __slots__ = ("_now", "_random", "epoch")
+    __slots__ = ("_now", "_random", "epoch", "sleeps")
 
     def __init__(self, *, epoch: float = DEFAULT_EPOCH, seed: int = 0) -> None:
         self.epoch = float(epoch)
         self._now = 0.0
         self._random = random.Random(seed)
+        self.sleeps: list[float] = []
 
     def random(self) -> float:
         """A reproducible number in [0, 1): retry jitter on virtual time."""
@@ -109,6 +111,7 @@ class VirtualClock:
         return self._now
 
     async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
         loop = asyncio.get_running_loop()
         if isinstance(loop, VirtualTimeLoop) and loop.clock is self:
             await asyncio.sleep(seconds)

@@ -1,13 +1,15 @@
-"""Shared test helpers: a fake clock for the engine (``build_default_engine(clock=...)``)."""
+"""Shared test fixtures: the engine clock of the tests (``build_default_engine(clock=...)``)."""
 
 from __future__ import annotations
 
 import pytest
-from support import WALL_START, FakeClock
+from support import new_clock
 
-__all__ = ["WALL_START", "FakeClock"]
+from flowrun.testing import VirtualClock
 
 
 @pytest.fixture
-def fake_clock() -> FakeClock:
-    return FakeClock()
+def virtual_clock() -> VirtualClock:
+    """``VirtualClock`` at ``support.WALL_START``: retry back-off costs no time, ``sleeps``
+    records it."""
+    return new_clock()

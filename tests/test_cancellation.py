@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from support import FakeClock
+from support import new_clock
 
 from flowrun import (
     DagEndEvent,
@@ -23,11 +23,12 @@ from flowrun import (
     build_default_engine,
     fn_hook,
 )
+from flowrun.testing import VirtualClock
 
 WAIT_S = 5.0  # generous upper bound for an event that is expected to happen
 
 
-class StuckClock(FakeClock):
+class StuckClock(VirtualClock):
     """A clock whose ``sleep`` never returns: a retry delay that outlasts the run."""
 
     def __init__(self) -> None:
@@ -64,7 +65,7 @@ def only_run(engine: Engine) -> dict[str, Any]:
 
 async def test_cancelling_run_once_finalizes_the_run_and_reraises() -> None:
     ends: list[DagEndEvent] = []
-    engine = build_default_engine(hooks=[fn_hook(on_dag_end=ends.append)], clock=FakeClock())
+    engine = build_default_engine(hooks=[fn_hook(on_dag_end=ends.append)], clock=new_clock())
     scope = engine.dag("c")
     started = asyncio.Event()
     saw_cancel = asyncio.Event()
@@ -111,7 +112,7 @@ async def test_cancelling_run_once_finalizes_the_run_and_reraises() -> None:
 
 
 async def test_cancelled_run_frees_its_slots_and_skips_tasks_waiting_for_one() -> None:
-    engine = build_default_engine(max_parallel=1, clock=FakeClock())
+    engine = build_default_engine(max_parallel=1, clock=new_clock())
     scope = engine.dag("c")
     started = asyncio.Event()
     gate = asyncio.Event()
@@ -148,7 +149,7 @@ async def test_cancelled_run_frees_its_slots_and_skips_tasks_waiting_for_one() -
 
 
 async def test_cancelled_run_can_be_resumed() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
     scope = engine.dag("c")
     started = asyncio.Event()
     gate = asyncio.Event()
@@ -182,7 +183,7 @@ async def test_cancelled_run_can_be_resumed() -> None:
 
 
 async def test_cancelling_a_run_signals_an_in_flight_sync_task() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
     scope = engine.dag("c")
     started = threading.Event()
     release = threading.Event()
@@ -243,7 +244,7 @@ async def test_cancelling_during_a_retry_delay() -> None:
 
 
 async def test_wait_for_timeout_around_run_once_finalizes_the_run() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
     scope = engine.dag("c")
 
     @scope.task(name="forever")
@@ -272,7 +273,7 @@ def run_with_bomb(exc: BaseException, bomb_is_async: bool) -> dict[str, Any]:
         max_parallel=4,
         max_workers=4,
         hooks=[fn_hook(on_dag_end=seen["ends"].append)],
-        clock=FakeClock(),
+        clock=new_clock(),
     )
     scope = engine.dag("b")
     async_started = threading.Event()
@@ -374,7 +375,7 @@ def test_task_raising_cancelled_error_finalizes_the_run_then_propagates() -> Non
 
 async def test_task_raising_cancelled_error_in_a_running_loop() -> None:
     ends: list[DagEndEvent] = []
-    engine = build_default_engine(hooks=[fn_hook(on_dag_end=ends.append)], clock=FakeClock())
+    engine = build_default_engine(hooks=[fn_hook(on_dag_end=ends.append)], clock=new_clock())
     scope = engine.dag("c")
     sibling_cancelled = asyncio.Event()
     sibling_started = asyncio.Event()
@@ -416,7 +417,7 @@ def test_keyboard_interrupt_from_a_task_success_hook_finalizes_the_run() -> None
             raise KeyboardInterrupt
 
     engine = build_default_engine(
-        hooks=[fn_hook(on_task_success=on_success, on_dag_end=ends.append)], clock=FakeClock()
+        hooks=[fn_hook(on_task_success=on_success, on_dag_end=ends.append)], clock=new_clock()
     )
     scope = engine.dag("h")
 
@@ -457,7 +458,7 @@ def test_system_exit_from_an_async_dag_start_hook_finalizes_the_run() -> None:
         raise SystemExit(3)
 
     engine = build_default_engine(
-        hooks=[fn_hook(on_dag_start=on_start, on_dag_end=ends.append)], clock=FakeClock()
+        hooks=[fn_hook(on_dag_start=on_start, on_dag_end=ends.append)], clock=new_clock()
     )
     scope = engine.dag("h")
 
@@ -485,7 +486,7 @@ def test_keyboard_interrupt_from_the_dag_end_hook_propagates_after_the_run_is_fi
     def on_end(event: DagEndEvent) -> None:
         raise KeyboardInterrupt
 
-    engine = build_default_engine(hooks=[fn_hook(on_dag_end=on_end)], clock=FakeClock())
+    engine = build_default_engine(hooks=[fn_hook(on_dag_end=on_end)], clock=new_clock())
     scope = engine.dag("h")
 
     @scope.task(name="a")
@@ -502,7 +503,7 @@ def test_keyboard_interrupt_from_the_dag_end_hook_propagates_after_the_run_is_fi
 
 
 def test_engine_runs_again_after_a_keyboard_interrupt() -> None:
-    engine = build_default_engine(max_parallel=1, clock=FakeClock())
+    engine = build_default_engine(max_parallel=1, clock=new_clock())
     scope = engine.dag("k")
     interrupt = [True]
 
@@ -537,7 +538,7 @@ async def test_cancelling_one_run_hands_its_slot_to_a_waiting_run() -> None:
             waiter_queued.set()  # the run asks for a slot right after this hook
 
     engine = build_default_engine(
-        max_parallel=1, hooks=[fn_hook(on_dag_start=on_start)], clock=FakeClock()
+        max_parallel=1, hooks=[fn_hook(on_dag_start=on_start)], clock=new_clock()
     )
     holder_started = asyncio.Event()
     calls: Counter[str] = Counter()
@@ -578,7 +579,7 @@ async def test_cancelling_a_run_that_waits_for_a_slot_does_not_take_the_slot_lat
             waiter_queued.set()  # the run asks for a slot right after this hook
 
     engine = build_default_engine(
-        max_parallel=1, hooks=[fn_hook(on_dag_start=on_start)], clock=FakeClock()
+        max_parallel=1, hooks=[fn_hook(on_dag_start=on_start)], clock=new_clock()
     )
     holder_started = asyncio.Event()
     gate = asyncio.Event()

@@ -8,7 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from support import FakeClock
+from support import new_clock
 
 from flowrun import RunContext, build_default_engine
 
@@ -40,7 +40,7 @@ class InFlight:
 async def test_independent_async_tasks_run_concurrently_up_to_max_parallel(
     max_parallel: int,
 ) -> None:
-    engine = build_default_engine(max_parallel=max_parallel, clock=FakeClock())
+    engine = build_default_engine(max_parallel=max_parallel, clock=new_clock())
     scope = engine.dag("wide")
     flight = InFlight()
     # Each task waits until max_parallel tasks are in flight together: this finishes only if
@@ -67,7 +67,7 @@ async def test_independent_async_tasks_run_concurrently_up_to_max_parallel(
 
 async def test_independent_sync_tasks_run_concurrently_up_to_max_parallel() -> None:
     max_parallel = 3
-    engine = build_default_engine(max_parallel=max_parallel, max_workers=8, clock=FakeClock())
+    engine = build_default_engine(max_parallel=max_parallel, max_workers=8, clock=new_clock())
     scope = engine.dag("wide")
     flight = InFlight()
     barrier = threading.Barrier(max_parallel, timeout=WAIT_S)
@@ -90,7 +90,7 @@ async def test_independent_sync_tasks_run_concurrently_up_to_max_parallel() -> N
 
 
 async def test_max_parallel_bounds_mixed_sync_and_async_tasks() -> None:
-    engine = build_default_engine(max_parallel=2, max_workers=8, clock=FakeClock())
+    engine = build_default_engine(max_parallel=2, max_workers=8, clock=new_clock())
     scope = engine.dag("mixed")
     flight = InFlight()
     reached = asyncio.Event()
@@ -130,7 +130,7 @@ async def test_max_parallel_bounds_mixed_sync_and_async_tasks() -> None:
 
 async def test_max_parallel_holds_across_concurrent_runs_of_one_engine() -> None:
     max_parallel = 3
-    engine = build_default_engine(max_parallel=max_parallel, clock=FakeClock())
+    engine = build_default_engine(max_parallel=max_parallel, clock=new_clock())
     flight = InFlight()
     reached = asyncio.Event()
     gate = asyncio.Event()
@@ -159,7 +159,7 @@ async def test_max_parallel_holds_across_concurrent_runs_of_one_engine() -> None
 
 
 async def test_concurrent_runs_of_one_dag_are_isolated() -> None:
-    engine = build_default_engine(max_parallel=2, clock=FakeClock())
+    engine = build_default_engine(max_parallel=2, clock=new_clock())
     scope = engine.dag("iso")
     both_started = asyncio.Barrier(2)
 
@@ -196,7 +196,7 @@ async def test_concurrent_runs_of_one_dag_are_isolated() -> None:
 
 
 async def test_many_concurrent_runs_each_report_their_own_results() -> None:
-    engine = build_default_engine(max_parallel=3, clock=FakeClock())
+    engine = build_default_engine(max_parallel=3, clock=new_clock())
     scope = engine.dag("many")
 
     @scope.task(name="a")
@@ -224,7 +224,7 @@ async def test_many_concurrent_runs_each_report_their_own_results() -> None:
 async def test_close_leaves_a_user_executor_working() -> None:
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="users-pool")
     try:
-        engine = build_default_engine(executor=pool, clock=FakeClock())
+        engine = build_default_engine(executor=pool, clock=new_clock())
         scope = engine.dag("p")
         threads: list[str] = []
 
@@ -248,7 +248,7 @@ async def test_close_leaves_a_user_executor_working() -> None:
 
 
 async def test_close_shuts_down_the_owned_pool_and_a_later_run_gets_a_new_one() -> None:
-    engine = build_default_engine(max_workers=2, clock=FakeClock())
+    engine = build_default_engine(max_workers=2, clock=new_clock())
     scope = engine.dag("p")
     threads: list[threading.Thread] = []
 
@@ -275,7 +275,7 @@ async def test_close_shuts_down_the_owned_pool_and_a_later_run_gets_a_new_one() 
 
 
 async def test_close_is_idempotent_and_safe_before_any_run() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
     engine.close()
     engine.close()
     scope = engine.dag("p")
@@ -292,7 +292,7 @@ async def test_close_is_idempotent_and_safe_before_any_run() -> None:
 
 
 async def test_async_with_closes_the_pool_even_when_the_body_raises() -> None:
-    engine = build_default_engine(max_workers=1, clock=FakeClock())
+    engine = build_default_engine(max_workers=1, clock=new_clock())
     scope = engine.dag("p")
     threads: list[threading.Thread] = []
 
@@ -314,7 +314,7 @@ async def test_async_with_closes_the_pool_even_when_the_body_raises() -> None:
 
 @pytest.mark.parametrize("max_parallel", [1, 2])
 async def test_many_runs_share_few_slots_without_starving(max_parallel: int) -> None:
-    engine = build_default_engine(max_parallel=max_parallel, clock=FakeClock())
+    engine = build_default_engine(max_parallel=max_parallel, clock=new_clock())
     scope = engine.dag("chain")
     flight = InFlight()
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support import FakeClock
+from support import new_clock
 
 from flowrun import (
     DagEndEvent,
@@ -32,11 +32,12 @@ from flowrun import (
     fn_hook,
 )
 from flowrun.state import RunRecord, TaskRecord
+from flowrun.testing import VirtualClock
 
 WAIT_S = 5.0  # generous upper bound for something that is expected to happen
 
 
-class BrokenSleepClock(FakeClock):
+class BrokenSleepClock(VirtualClock):
     """A clock whose ``sleep`` raises: retries must not be stranded by it."""
 
     async def sleep(self, seconds: float) -> None:
@@ -48,7 +49,7 @@ class BrokenSleepClock(FakeClock):
 
 
 def test_reprs_name_the_useful_parts() -> None:
-    engine = build_default_engine(max_parallel=3, clock=FakeClock())
+    engine = build_default_engine(max_parallel=3, clock=new_clock())
     scope = engine.dag("etl")
 
     @scope.task(name="extract")
@@ -81,7 +82,7 @@ def test_fn_hook_repr_lists_its_handlers_in_order() -> None:
 async def test_run_context_repr_shows_deps_and_the_attempt_identity() -> None:
     assert repr(RunContext({"api": "x"})) == "RunContext({'api': 'x'})"
     seen: list[str] = []
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     @engine.task(name="t", dag="d")
     async def t(ctx: RunContext[dict[str, str]]) -> None:
@@ -106,7 +107,7 @@ def test_run_context_missing_attribute_of_object_deps_names_the_deps_type() -> N
 
 
 async def test_run_once_with_unwrapped_deps_asks_to_wrap_them_in_run_context() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
     calls: list[str] = []
 
     @engine.task(name="t", dag="d")
@@ -122,7 +123,7 @@ async def test_run_once_with_unwrapped_deps_asks_to_wrap_them_in_run_context() -
 
 
 async def test_run_subgraph_rejects_a_non_string_target() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     @engine.task(name="a", dag="d")
     def a() -> None:
@@ -193,7 +194,7 @@ async def test_a_timed_out_sync_task_whose_thread_finishes_later_stays_timed_out
     late: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     pool = ThreadPoolExecutor(max_workers=2)
-    engine = build_default_engine(executor=pool, clock=FakeClock())
+    engine = build_default_engine(executor=pool, clock=new_clock())
     release = threading.Event()
     saw_cancel: list[bool] = []
 
@@ -249,7 +250,7 @@ class ForwardingExecutor(Executor):
 
 async def test_timeout_of_a_sync_task_on_a_generic_executor() -> None:
     executor = ForwardingExecutor()
-    engine = build_default_engine(executor=executor, clock=FakeClock())
+    engine = build_default_engine(executor=executor, clock=new_clock())
     release = threading.Event()
 
     @engine.task(name="stuck", dag="d", timeout_s=0.05)
@@ -277,7 +278,7 @@ async def test_timeout_of_a_sync_task_on_a_generic_executor() -> None:
 
 def test_an_interrupt_abandons_a_running_sync_attempt_instead_of_timing_it_out() -> None:
     pool = ThreadPoolExecutor(max_workers=2)
-    engine = build_default_engine(executor=pool, clock=FakeClock())
+    engine = build_default_engine(executor=pool, clock=new_clock())
     started = threading.Event()
     release = threading.Event()
     saw_cancel: list[bool] = []
@@ -319,7 +320,7 @@ def test_an_interrupt_abandons_a_running_sync_attempt_instead_of_timing_it_out()
 async def test_an_executor_already_shut_down_fails_the_sync_task_not_the_engine() -> None:
     pool = ThreadPoolExecutor(max_workers=1)
     pool.shutdown()
-    engine = build_default_engine(executor=pool, clock=FakeClock())
+    engine = build_default_engine(executor=pool, clock=new_clock())
     calls: list[str] = []
 
     @engine.task(name="sync_task", dag="d")
@@ -366,7 +367,7 @@ class PickyStore(InMemoryStateStore):
 
 
 async def test_a_store_refusing_a_result_fails_that_task_and_skips_its_descendants() -> None:
-    engine = build_default_engine(state_store=PickyStore(), clock=FakeClock())
+    engine = build_default_engine(state_store=PickyStore(), clock=new_clock())
     calls: list[str] = []
 
     @engine.task(name="odd", dag="d")
@@ -410,7 +411,7 @@ async def test_a_store_refusing_a_result_fails_that_task_and_skips_its_descendan
 
 
 def test_keyboard_interrupt_keeps_a_sibling_that_completed_in_the_same_loop_turn() -> None:
-    engine = build_default_engine(max_parallel=4, clock=FakeClock())
+    engine = build_default_engine(max_parallel=4, clock=new_clock())
 
     # Registered first so it is launched, finishes and is handled first; the sibling's
     # completion is then already queued when the interrupt aborts the run.
@@ -444,7 +445,7 @@ def test_a_dag_end_hook_raising_while_aborting_does_not_mask_the_original_interr
         ends.append(event.status)
         raise SystemExit(2)
 
-    engine = build_default_engine(hooks=[fn_hook(on_dag_end=on_end)], clock=FakeClock())
+    engine = build_default_engine(hooks=[fn_hook(on_dag_end=on_end)], clock=new_clock())
 
     @engine.task(name="boom", dag="d")
     async def boom() -> None:
@@ -538,7 +539,7 @@ def test_store_returns_an_uncopyable_result_as_is() -> None:
 
 
 async def test_engine_report_with_an_uncopyable_result() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
     lock = threading.Lock()
 
     @engine.task(name="t", dag="d")
@@ -557,7 +558,7 @@ async def test_engine_report_with_an_uncopyable_result() -> None:
 
 
 async def test_optional_run_context_as_an_unresolvable_string_annotation_is_injected() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
     seen: list[object] = []
 
     def with_ctx(ctx, extra: int = 0):  # type: ignore[no-untyped-def]
@@ -575,7 +576,7 @@ async def test_optional_run_context_as_an_unresolvable_string_annotation_is_inje
 
 
 def test_a_callable_with_an_unreadable_signature_is_a_definition_error() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     def odd() -> None:
         return None
@@ -588,7 +589,7 @@ def test_a_callable_with_an_unreadable_signature_is_a_definition_error() -> None
 
 
 def test_an_empty_dependency_name_is_a_definition_error() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     with pytest.raises(TaskDefinitionError, match=r"'t'.*empty dependency name"):
 
@@ -640,14 +641,14 @@ def test_dag_must_be_a_non_empty_string(dag: Any) -> None:
 
 
 def test_task_template_needs_a_callable() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     with pytest.raises(TaskDefinitionError, match=r"task_template needs a callable, got int"):
         engine.task_template(42)  # type: ignore[arg-type]
 
 
 def test_template_of_a_function_with_an_unreadable_signature_cannot_be_bound() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     def odd(x: int) -> int:
         return x
@@ -661,7 +662,7 @@ def test_template_of_a_function_with_an_unreadable_signature_cannot_be_bound() -
 
 
 async def test_template_of_a_function_with_var_keyword_accepts_any_keyword() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     def collect(base: int, **extra: int) -> dict[str, int]:
         return {"base": base, **extra}
@@ -675,7 +676,7 @@ async def test_template_of_a_function_with_var_keyword_accepts_any_keyword() -> 
 
 
 def test_binding_a_template_twice_under_one_name_names_the_template_function() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     def fetch(url: str) -> str:
         return url
@@ -690,7 +691,7 @@ def test_binding_a_template_twice_under_one_name_names_the_template_function() -
 
 
 def test_positional_only_default_before_an_injected_parameter_is_a_definition_error() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     @engine.task(name="a", dag="d")
     def a() -> int:
@@ -706,7 +707,7 @@ def test_positional_only_default_before_an_injected_parameter_is_a_definition_er
 
 
 async def test_positional_only_injected_parameters_in_order_are_fine() -> None:
-    engine = build_default_engine(clock=FakeClock())
+    engine = build_default_engine(clock=new_clock())
 
     @engine.task(name="a", dag="d")
     def a() -> int:

@@ -11,7 +11,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from support import WALL_START, FakeClock
+from support import WALL_START, new_clock
 
 from flowrun import (
     DagEndEvent,
@@ -567,7 +567,7 @@ async def test_context_identifies_the_attempt() -> None:
 
 
 async def test_every_timestamp_and_duration_comes_from_the_engine_clock() -> None:
-    clock = FakeClock()
+    clock = new_clock()
     recorder = RecordingHook()
     engine = build_default_engine(clock=clock, hooks=[recorder])
 

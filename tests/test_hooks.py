@@ -9,7 +9,6 @@ import logging
 from typing import Any
 
 import pytest
-from support import FakeClock
 
 from flowrun import (
     DagEndEvent,
@@ -23,7 +22,7 @@ from flowrun import (
     build_default_engine,
     fn_hook,
 )
-from flowrun.testing import RecordingHook
+from flowrun.testing import RecordingHook, VirtualClock
 
 
 def _summary(event: Any) -> str:
@@ -58,13 +57,13 @@ async def test_event_order_for_a_small_chain() -> None:
     assert all(e.dag_name == "chain" for e in recorder.events)
 
 
-async def test_all_seven_events_carry_their_fields(fake_clock: FakeClock) -> None:
+async def test_all_seven_events_carry_their_fields(virtual_clock: VirtualClock) -> None:
     recorder = RecordingHook()
-    engine = build_default_engine(hooks=[recorder], clock=fake_clock)
+    engine = build_default_engine(hooks=[recorder], clock=virtual_clock)
 
     @engine.task(name="extract", dag="etl")
     def extract() -> list[int]:
-        fake_clock.advance(1.5)
+        virtual_clock.advance(1.5)
         return [1, 2]
 
     @engine.task(name="flaky", dag="etl", deps=[extract], retries=2, retry_delay_s=4.0)

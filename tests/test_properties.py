@@ -15,9 +15,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import FakeClock
+from support import new_clock
 
 from flowrun import DagEndEvent, Engine, build_default_engine, fn_hook
+from flowrun.testing import VirtualClock
 
 ALWAYS = 1_000  # failures of a task that never succeeds
 
@@ -154,9 +155,9 @@ def expected_statuses(scenario: Scenario) -> dict[str, str]:
     return status
 
 
-async def execute(scenario: Scenario) -> tuple[dict[str, Any], Observed, FakeClock]:
+async def execute(scenario: Scenario) -> tuple[dict[str, Any], Observed, VirtualClock]:
     seen = Observed()
-    clock = FakeClock()
+    clock = new_clock()
     engine = build_default_engine(
         max_parallel=scenario.max_parallel,
         max_workers=4,

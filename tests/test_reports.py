@@ -7,18 +7,19 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from support import FakeClock
+from support import new_clock
 
 from flowrun import Engine, UnknownRunError, build_default_engine
+from flowrun.testing import VirtualClock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> VirtualClock:
+    return new_clock()
 
 
 @pytest.fixture
-def engine(clock: FakeClock) -> Engine:
+def engine(clock: VirtualClock) -> Engine:
     return build_default_engine(max_parallel=4, max_workers=4, clock=clock)
 
 
@@ -47,7 +48,7 @@ def register_etl(engine: Engine, broken: set[str] | None = None) -> None:
 # -- the report's shape ---------------------------------------------------------------------
 
 
-async def test_report_has_exactly_the_documented_keys(engine: Engine, clock: FakeClock) -> None:
+async def test_report_has_exactly_the_documented_keys(engine: Engine, clock: VirtualClock) -> None:
     register_etl(engine)
     run_id = await engine.run_once("etl")
 
@@ -293,7 +294,7 @@ async def test_retain_result_false_drops_the_result_but_the_consumer_got_it(
 
 
 async def test_retain_result_false_keeps_the_input_for_a_retried_consumer(
-    engine: Engine, clock: FakeClock
+    engine: Engine, clock: VirtualClock
 ) -> None:
     scope = engine.dag("r")
     received: list[tuple[str, Any]] = []

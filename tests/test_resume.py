@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from support import FakeClock
+from support import new_clock
 
 from flowrun import (
     Engine,
@@ -69,7 +69,7 @@ def statuses(report: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture
 def engine() -> Engine:
-    return build_default_engine(max_parallel=4, max_workers=4, clock=FakeClock())
+    return build_default_engine(max_parallel=4, max_workers=4, clock=new_clock())
 
 
 @pytest.fixture

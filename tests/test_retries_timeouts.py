@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from support import WALL_START, FakeClock
+from support import WALL_START
 
 from flowrun import (
     RunContext,
@@ -24,6 +24,7 @@ from flowrun import (
     build_default_engine,
     fn_hook,
 )
+from flowrun.testing import VirtualClock
 
 # -- retries ----------------------------------------------------------------------------------
 
@@ -88,8 +89,8 @@ async def test_success_on_a_later_attempt() -> None:
     assert report["tasks"]["after"]["result"] == 30
 
 
-async def test_retry_delays_back_off_on_the_engine_clock(fake_clock: FakeClock) -> None:
-    engine = build_default_engine(clock=fake_clock)
+async def test_retry_delays_back_off_on_the_engine_clock(virtual_clock: VirtualClock) -> None:
+    engine = build_default_engine(clock=virtual_clock)
 
     @engine.task(name="flaky", dag="r", retries=3, retry_delay_s=1.0, retry_backoff=2.0)
     def flaky() -> None:
@@ -97,15 +98,15 @@ async def test_retry_delays_back_off_on_the_engine_clock(fake_clock: FakeClock) 
 
     async with engine:
         run_id = await engine.run_once("r")
-    assert fake_clock.sleeps == [1.0, 2.0, 4.0]
+    assert virtual_clock.sleeps == [1.0, 2.0, 4.0]
     task_report = engine.get_run_report(run_id)["tasks"]["flaky"]
     assert task_report["attempt"] == 4
     # The last attempt started after 1 + 2 + 4 seconds of (virtual) back-off.
     assert task_report["started_at"] == WALL_START + 7.0
 
 
-async def test_retry_delay_without_backoff_and_without_delay(fake_clock: FakeClock) -> None:
-    engine = build_default_engine(clock=fake_clock)
+async def test_retry_delay_without_backoff_and_without_delay(virtual_clock: VirtualClock) -> None:
+    engine = build_default_engine(clock=virtual_clock)
 
     @engine.task(name="steady", dag="r", retries=3, retry_delay_s=0.5, retry_backoff=1.0)
     def steady() -> None:
@@ -117,15 +118,15 @@ async def test_retry_delay_without_backoff_and_without_delay(fake_clock: FakeClo
 
     async with engine:
         await engine.run_once("r")
-        assert fake_clock.sleeps == [0.5, 0.5, 0.5]
-        fake_clock.sleeps.clear()
+        assert virtual_clock.sleeps == [0.5, 0.5, 0.5]
+        virtual_clock.sleeps.clear()
         run_id = await engine.run_once("r2")
-    assert fake_clock.sleeps == []
+    assert virtual_clock.sleeps == []
     assert engine.get_run_report(run_id)["tasks"]["no_delay"]["attempt"] == 3
 
 
-async def test_long_back_off_costs_no_real_time(fake_clock: FakeClock) -> None:
-    engine = build_default_engine(clock=fake_clock)
+async def test_long_back_off_costs_no_real_time(virtual_clock: VirtualClock) -> None:
+    engine = build_default_engine(clock=virtual_clock)
     calls = 0
 
     @engine.task(name="hourly", dag="r", retries=2, retry_delay_s=3600.0, retry_backoff=3.0)
@@ -138,14 +139,14 @@ async def test_long_back_off_costs_no_real_time(fake_clock: FakeClock) -> None:
 
     async with engine:
         run_id = await engine.run_once("r")
-    assert fake_clock.sleeps == [3600.0, 10800.0]
+    assert virtual_clock.sleeps == [3600.0, 10800.0]
     report = engine.get_run_report(run_id)
     assert report["tasks"]["hourly"]["result"] == "done"
     assert report["finished_at"] == WALL_START + 14400.0
 
 
-async def test_retry_jitter_keeps_delays_within_the_fraction(fake_clock: FakeClock) -> None:
-    engine = build_default_engine(clock=fake_clock)
+async def test_retry_jitter_keeps_delays_within_the_fraction(virtual_clock: VirtualClock) -> None:
+    engine = build_default_engine(clock=virtual_clock)
 
     @engine.task(
         name="jittery",
@@ -160,9 +161,9 @@ async def test_retry_jitter_keeps_delays_within_the_fraction(fake_clock: FakeClo
 
     async with engine:
         await engine.run_once("r")
-    assert len(fake_clock.sleeps) == 30
-    assert all(8.0 <= d <= 12.0 for d in fake_clock.sleeps), fake_clock.sleeps
-    assert len(set(fake_clock.sleeps)) > 1  # jitter actually varies the delays
+    assert len(virtual_clock.sleeps) == 30
+    assert all(8.0 <= d <= 12.0 for d in virtual_clock.sleeps), virtual_clock.sleeps
+    assert len(set(virtual_clock.sleeps)) > 1  # jitter actually varies the delays
 
 
 async def test_retry_on_limits_which_errors_are_retried() -> None:
@@ -190,7 +191,7 @@ async def test_retry_on_limits_which_errors_are_retried() -> None:
 
 
 async def test_descendants_are_skipped_only_after_retries_are_exhausted(
-    fake_clock: FakeClock,
+    virtual_clock: VirtualClock,
 ) -> None:
     engine_box: list[Any] = []
     child_status_during_retries: list[str] = []
@@ -208,7 +209,7 @@ async def test_descendants_are_skipped_only_after_retries_are_exhausted(
         def on_task_skip(self, event: TaskSkipEvent) -> None:
             order.append(f"skip {event.task_name}")
 
-    engine = build_default_engine(clock=fake_clock, hooks=[Watch()])
+    engine = build_default_engine(clock=virtual_clock, hooks=[Watch()])
     engine_box.append(engine)
 
     @engine.task(name="parent", dag="r", retries=2, retry_delay_s=1.0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WALL_START, FakeClock
+from support import WALL_START
 
 from flowrun import (
     Engine,
@@ -25,6 +25,7 @@ from flowrun import (
     build_default_engine,
 )
 from flowrun._render import format_report, render_run
+from flowrun.testing import VirtualClock
 
 REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
 TASK_KEYS = {"status", "attempt", "started_at", "finished_at", "error", "result", "traceback"}
@@ -40,8 +41,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
 
 
 @pytest.fixture
-def engine(store: StateStoreProtocol, fake_clock: FakeClock) -> Iterator[Engine]:
-    engine = build_default_engine(state_store=store, clock=fake_clock)
+def engine(store: StateStoreProtocol, virtual_clock: VirtualClock) -> Iterator[Engine]:
+    engine = build_default_engine(state_store=store, clock=virtual_clock)
     yield engine
     engine.close()
 
@@ -147,7 +148,7 @@ async def test_failure_skips_descendants_only(engine: Engine) -> None:
 
 
 async def test_retries_record_attempts_and_the_last_error(
-    engine: Engine, fake_clock: FakeClock
+    engine: Engine, virtual_clock: VirtualClock
 ) -> None:
     failures = {"flaky": 2, "hopeless": 99}
 
@@ -163,7 +164,7 @@ async def test_retries_record_attempts_and_the_last_error(
         raise ValueError("never")
 
     report = engine.get_run_report(await engine.run_once("r"))
-    assert fake_clock.sleeps == [5, 10]
+    assert virtual_clock.sleeps == [5, 10]
     flaky_task, hopeless_task = report["tasks"]["flaky"], report["tasks"]["hopeless"]
     assert (flaky_task["status"], flaky_task["attempt"], flaky_task["result"]) == (
         "SUCCESS",
@@ -257,14 +258,14 @@ async def test_retain_result_false_and_a_kept_none(
 
 
 async def test_list_runs_filters_limit_and_newest_first(
-    engine: Engine, fake_clock: FakeClock
+    engine: Engine, virtual_clock: VirtualClock
 ) -> None:
     etl = Etl(engine, "etl")
     Etl(engine, "other")
     ids = []
     for dag in ("etl", "other", "etl"):
         ids.append(await engine.run_once(dag))
-        fake_clock.advance(10)
+        virtual_clock.advance(10)
     etl.broken.add("load")
     ids.append(await engine.run_once("etl"))  # same created_at as the next: insertion order
     ids.append(await engine.run_once("other"))
@@ -314,10 +315,10 @@ async def test_unknown_run_id(engine: Engine, store: StateStoreProtocol) -> None
 
 
 async def test_concurrent_runs_and_engines_share_one_store(
-    engine: Engine, store: StateStoreProtocol, fake_clock: FakeClock
+    engine: Engine, store: StateStoreProtocol, virtual_clock: VirtualClock
 ) -> None:
     Etl(engine)
-    other = build_default_engine(state_store=store, clock=fake_clock)
+    other = build_default_engine(state_store=store, clock=virtual_clock)
     Etl(other).broken.add("audit")
     ids = await asyncio.gather(
         engine.run_once("etl"), other.run_once("etl"), engine.run_once("etl")

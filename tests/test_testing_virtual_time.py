@@ -339,3 +339,16 @@ def test_io_grace_must_be_a_non_negative_number() -> None:
         VirtualTimeLoop(io_grace_s=-1)
     with pytest.raises(TypeError, match="io_grace_s must be a number"):
         VirtualTimeLoop(io_grace_s="1")  # type: ignore[arg-type]
+
+
+def test_virtual_clock_records_every_sleep_on_any_loop() -> None:
+    clock = VirtualClock()
+
+    async def nap() -> float:
+        await clock.sleep(30)
+        await clock.sleep(0.5)
+        return clock.monotonic()
+
+    assert run_virtual(nap(), clock=clock) == 30.5  # on its virtual-time loop
+    assert asyncio.run(nap()) == 61.0  # on any other loop it advances itself
+    assert clock.sleeps == [30, 0.5, 30, 0.5]
