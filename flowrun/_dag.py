@@ -16,7 +16,6 @@ from .errors import (
     CycleError,
     MissingDependencyError,
     UnknownTaskError,
-    suggest,
 )
 
 __all__ = ["DAG", "build_dag"]
@@ -144,15 +143,8 @@ def _missing(
 ) -> Exception:
     elsewhere = [other for other, specs in all_dags.items() if other != dag and dep in specs]
     if elsewhere:
-        return CrossDagDependencyError(
-            f"task {spec.name!r} in DAG {dag!r} depends on {dep!r}, which belongs to DAG "
-            f"{elsewhere[0]!r}; a task can only depend on tasks of its own DAG (register "
-            f"{dep!r} in DAG {dag!r} too, or move {spec.name!r})"
-        )
-    return MissingDependencyError(
-        f"task {spec.name!r} in DAG {dag!r} depends on {dep!r}, which is not a task of that "
-        f"DAG.{suggest(dep, tasks)}"
-    )
+        return CrossDagDependencyError(dag, spec.name, dep, elsewhere[0])
+    return MissingDependencyError(dag, spec.name, dep, tasks)
 
 
 def _find_cycle(tasks: Mapping[str, TaskSpec], waiting: Mapping[str, int]) -> list[str]:

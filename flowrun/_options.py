@@ -55,34 +55,52 @@ class TaskOptions:
         retry_backoff = given.get("retry_backoff", 2.0)
         retry_jitter = given.get("retry_jitter", 0.0)
         if isinstance(retries, bool) or not isinstance(retries, int):
-            raise TaskDefinitionError(f"'retries' must be an int (got {retries!r}) for {where}")
+            raise TaskDefinitionError(
+                f"'retries' must be an int (got {retries!r}) for {where}",
+                option="retries",
+                got=retries,
+            )
         if retries < 0:
-            raise TaskDefinitionError(f"'retries' must be >= 0 (got {retries}) for {where}")
+            raise TaskDefinitionError(
+                f"'retries' must be >= 0 (got {retries}) for {where}", option="retries", got=retries
+            )
         if timeout_s is not None:
             if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
                 raise TaskDefinitionError(
-                    f"'timeout_s' must be a number or None (got {timeout_s!r}) for {where}"
+                    f"'timeout_s' must be a number or None (got {timeout_s!r}) for {where}",
+                    option="timeout_s",
+                    got=timeout_s,
                 )
             if not timeout_s > 0 or math.isnan(timeout_s):
                 raise TaskDefinitionError(
                     f"'timeout_s' must be > 0 or None (got {timeout_s}) for {where}; "
-                    "use None for no timeout"
+                    "use None for no timeout",
+                    option="timeout_s",
+                    got=timeout_s,
                 )
         if not isinstance(retry_delay_s, (int, float)) or not 0 <= retry_delay_s < math.inf:
             raise TaskDefinitionError(
-                f"'retry_delay_s' must be a finite number >= 0 (got {retry_delay_s!r}) for {where}"
+                f"'retry_delay_s' must be a finite number >= 0 (got {retry_delay_s!r}) for {where}",
+                option="retry_delay_s",
+                got=retry_delay_s,
             )
         if not isinstance(retry_backoff, (int, float)) or not 1 <= retry_backoff < math.inf:
             raise TaskDefinitionError(
-                f"'retry_backoff' must be a finite number >= 1 (got {retry_backoff!r}) for {where}"
+                f"'retry_backoff' must be a finite number >= 1 (got {retry_backoff!r}) for {where}",
+                option="retry_backoff",
+                got=retry_backoff,
             )
         if not isinstance(retry_jitter, (int, float)) or not 0 <= retry_jitter <= 1:
             raise TaskDefinitionError(
-                f"'retry_jitter' must be between 0 and 1 (got {retry_jitter!r}) for {where}"
+                f"'retry_jitter' must be between 0 and 1 (got {retry_jitter!r}) for {where}",
+                option="retry_jitter",
+                got=retry_jitter,
             )
         if not isinstance(retain_result, bool):
             raise TaskDefinitionError(
-                f"'retain_result' must be True or False (got {retain_result!r}) for {where}"
+                f"'retain_result' must be True or False (got {retain_result!r}) for {where}",
+                option="retain_result",
+                got=retain_result,
             )
         return cls(
             timeout_s=None if timeout_s is None else float(timeout_s),
@@ -133,6 +151,8 @@ def _exception_types(retry_on: object, where: str) -> tuple[type[BaseException],
     for kind in kinds:
         if not (isinstance(kind, type) and issubclass(kind, BaseException)):
             raise TaskDefinitionError(
-                f"'retry_on' must hold exception types (got {kind!r}) for {where}"
+                f"'retry_on' must hold exception types (got {kind!r}) for {where}",
+                option="retry_on",
+                got=kind,
             )
     return kinds

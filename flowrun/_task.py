@@ -383,8 +383,7 @@ class TaskRegistry:
         tasks = self._dags.setdefault(spec.dag, {})
         if spec.name in tasks:
             raise DuplicateTaskError(
-                f"duplicate task name {spec.name!r} in DAG {spec.dag!r}: already registered "
-                f"by {_qualname(tasks[spec.name].func)}, now by {_qualname(spec.func)}"
+                spec.dag, spec.name, _qualname(tasks[spec.name].func), _qualname(spec.func)
             )
         tasks[spec.name] = spec
         for func in (spec.func, source) if source is not None else (spec.func,):

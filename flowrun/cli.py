@@ -797,11 +797,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serializer_hint(message: str) -> str:
+def _serializer_hint(error: StateDatabaseError) -> str:
     """The command-line spelling of a store error's "open the database with serializer=..."."""
-    for name, factory in SERIALIZERS.items():
-        if f"serializer={factory()!r}" in message:
-            return f" (on the command line: --serializer {name})"
+    if error.needs_format in SERIALIZERS:
+        return f" (on the command line: --serializer {error.needs_format})"
     return ""
 
 
@@ -815,7 +814,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowrun: error: {exc}", file=sys.stderr)
         return 2
     except StateDatabaseError as exc:
-        print(f"flowrun: error: {exc}{_serializer_hint(str(exc))}", file=sys.stderr)
+        print(f"flowrun: error: {exc}{_serializer_hint(exc)}", file=sys.stderr)
         return 2
     except (CommandFailed, DagValidationError) as exc:
         print(f"flowrun: error: {exc}", file=sys.stderr)

@@ -42,7 +42,15 @@ class DagValidationError(ValueError):
 
 
 class TaskDefinitionError(DagValidationError):
-    """A task's own declaration is invalid (bad option, unusable signature, generator...)."""
+    """A task's own declaration is invalid (bad option, unusable signature, generator...).
+
+    ``option`` and ``got`` name a bad option and the value given (None when the problem is not
+    one option); the message says what was wrong and where."""
+
+    def __init__(self, message: str, *, option: str | None = None, got: object = None) -> None:
+        self.option = option
+        self.got = got
+        super().__init__(message)
 
 
 class CycleError(DagValidationError):
@@ -107,12 +115,48 @@ class TaskCancelledError(Exception):
 
 
 class MissingDependencyError(DagValidationError):
-    """A task depends on a name that no task of its DAG (or any DAG) has."""
+    """A task depends on a name that no task of its DAG (or any DAG) has; ``suggestion`` is
+    the closest task name of the DAG, if any."""
+
+    def __init__(
+        self, dag_name: str, task_name: str, dependency: str, available: Iterable[str]
+    ) -> None:
+        self.dag_name = dag_name
+        self.task_name = task_name
+        self.dependency = dependency
+        matches = difflib.get_close_matches(dependency, list(available), n=1, cutoff=0.6)
+        self.suggestion: str | None = matches[0] if matches else None
+        hint = f" Did you mean {self.suggestion!r}?" if self.suggestion else ""
+        super().__init__(
+            f"task {task_name!r} in DAG {dag_name!r} depends on {dependency!r}, which is not a "
+            f"task of that DAG.{hint}"
+        )
 
 
 class CrossDagDependencyError(DagValidationError):
-    """A task depends on a task that belongs to another DAG."""
+    """A task depends on a task that belongs to another DAG (``other_dag``)."""
+
+    def __init__(self, dag_name: str, task_name: str, dependency: str, other_dag: str) -> None:
+        self.dag_name = dag_name
+        self.task_name = task_name
+        self.dependency = dependency
+        self.other_dag = other_dag
+        super().__init__(
+            f"task {task_name!r} in DAG {dag_name!r} depends on {dependency!r}, which belongs to "
+            f"DAG {other_dag!r}; a task can only depend on tasks of its own DAG (register "
+            f"{dependency!r} in DAG {dag_name!r} too, or move {task_name!r})"
+        )
 
 
 class DuplicateTaskError(DagValidationError):
-    """Two tasks of one DAG share a name."""
+    """Two tasks of one DAG share a name; ``first`` and ``second`` name their functions."""
+
+    def __init__(self, dag_name: str, task_name: str, first: str, second: str) -> None:
+        self.dag_name = dag_name
+        self.task_name = task_name
+        self.first = first
+        self.second = second
+        super().__init__(
+            f"duplicate task name {task_name!r} in DAG {dag_name!r}: already registered by "
+            f"{first}, now by {second}"
+        )

@@ -66,7 +66,17 @@ def _close_open_stores() -> None:
 
 class StateDatabaseError(Exception):
     """The state database cannot be used: wrong kind of file, newer schema, not writable,
-    closed, or locked for longer than the busy timeout. The message says what to do."""
+    closed, or locked for longer than the busy timeout. The message says what to do.
+
+    ``path`` is the database; ``needs_format`` is set when a result is stored in a format
+    this store's serializer does not read: the name of the serializer that does."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, needs_format: str | None = None
+    ) -> None:
+        self.path = path
+        self.needs_format = needs_format
+        super().__init__(message)
 
 
 def _create_v1(conn: sqlite3.Connection) -> None:
@@ -287,11 +297,15 @@ class SqliteStateStore:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def _fail(self, problem: str) -> NoReturn:
-        raise self._error(problem)
+    def _fail(self, problem: str, needs_format: str | None = None) -> NoReturn:
+        raise self._error(problem, needs_format)
 
-    def _error(self, problem: str) -> StateDatabaseError:
-        return StateDatabaseError(f"flowrun state database '{self.path}' {problem}")
+    def _error(self, problem: str, needs_format: str | None = None) -> StateDatabaseError:
+        return StateDatabaseError(
+            f"flowrun state database '{self.path}' {problem}",
+            path=str(self.path),
+            needs_format=needs_format,
+        )
 
     def _not_ours(self, what: str) -> NoReturn:
         self._fail(
@@ -676,7 +690,8 @@ class SqliteStateStore:
             self._fail(
                 f"holds the result of task {task.name!r} of run {run.run_id} in the "
                 f"{task.fmt!r} format, but this store's serializer is {self._format!r}; "
-                f"open the database with {fix} to read it"
+                f"open the database with {fix} to read it",
+                needs_format=task.fmt,
             )
         return self.serializer.deserialize(blob)
 

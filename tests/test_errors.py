@@ -1,0 +1,97 @@
+"""Errors carry their data: the fields a caller (the CLI, a test, a user's tool) reads instead
+of matching message text."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from flowrun import (
+    CrossDagDependencyError,
+    DuplicateTaskError,
+    MissingDependencyError,
+    PickleSerializer,
+    SqliteStateStore,
+    StateDatabaseError,
+    TaskDefinitionError,
+    build_default_engine,
+)
+
+
+def test_a_missing_dependency_names_the_dag_the_task_and_the_closest_task() -> None:
+    engine = build_default_engine()
+    engine.task("extract", dag="etl")(lambda: 1)
+    engine.task("load", dag="etl", deps=["extrct"])(lambda: 2)
+    with pytest.raises(MissingDependencyError) as info:
+        engine.validate("etl")
+    error = info.value
+    assert (error.dag_name, error.task_name, error.dependency) == ("etl", "load", "extrct")
+    assert error.suggestion == "extract"
+    assert str(error).endswith("Did you mean 'extract'?")
+
+
+def test_no_suggestion_when_nothing_is_close() -> None:
+    engine = build_default_engine()
+    engine.task("extract", dag="etl")(lambda: 1)
+    engine.task("load", dag="etl", deps=["zzzzzz"])(lambda: 2)
+    with pytest.raises(MissingDependencyError) as info:
+        engine.validate("etl")
+    assert info.value.suggestion is None
+    assert "Did you mean" not in str(info.value)
+
+
+def test_a_cross_dag_dependency_names_the_other_dag() -> None:
+    engine = build_default_engine()
+    engine.task("extract", dag="ingest")(lambda: 1)
+    engine.task("load", dag="etl", deps=["extract"])(lambda: 2)
+    with pytest.raises(CrossDagDependencyError) as info:
+        engine.validate("etl")
+    error = info.value
+    assert (error.dag_name, error.task_name, error.dependency) == ("etl", "load", "extract")
+    assert error.other_dag == "ingest"
+
+
+def test_a_duplicate_names_both_functions() -> None:
+    engine = build_default_engine()
+
+    def first() -> int:
+        return 1
+
+    def second() -> int:
+        return 2
+
+    engine.task("t", dag="d")(first)
+    with pytest.raises(DuplicateTaskError) as info:
+        engine.task("t", dag="d")(second)
+    error = info.value
+    assert (error.dag_name, error.task_name) == ("d", "t")
+    assert error.first.endswith("first")
+    assert error.second.endswith("second")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("retries", -1), ("timeout_s", 0), ("retry_jitter", 2.0), ("retain_result", "yes")],
+)
+def test_a_bad_option_names_the_option_and_the_value(option: str, value: object) -> None:
+    engine = build_default_engine()
+    with pytest.raises(TaskDefinitionError) as info:
+        engine.task("t", dag="d", **{option: value})(lambda: 1)  # type: ignore[call-overload]
+    assert info.value.option == option
+    assert info.value.got == value
+    assert "task 't' in DAG 'd'" in str(info.value)
+
+
+def test_a_result_in_another_format_names_the_format_that_reads_it(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with SqliteStateStore(db, serializer=PickleSerializer()) as store:
+        engine = build_default_engine(state_store=store)
+        engine.task("t", dag="d")(lambda: {1, 2})
+        run_id = asyncio.run(engine.run_once("d"))
+    with SqliteStateStore(db) as store, pytest.raises(StateDatabaseError) as info:
+        store.load_run(run_id)
+    assert info.value.needs_format == "pickle"
+    assert info.value.path == str(db)
+    assert "serializer=PickleSerializer()" in str(info.value)
