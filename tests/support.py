@@ -13,3 +13,7 @@ def new_clock() -> VirtualClock:
     """The engine clock of the tests: ``VirtualClock`` (time moves only when someone sleeps on
     it or calls ``advance``; ``sleeps`` records the delays) starting at ``WALL_START``."""
     return VirtualClock(epoch=WALL_START)
+
+
+WAIT_S = 5.0
+"""A generous upper bound, in real seconds, for something that is expected to happen."""

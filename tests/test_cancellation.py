@@ -7,8 +7,10 @@ KeyboardInterrupt and SystemExit escape an event loop, so those tests run their 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -405,6 +407,70 @@ async def test_task_raising_cancelled_error_in_a_running_loop() -> None:
     assert [e.status for e in ends] == ["FAILED"]
 
 
+def test_keyboard_interrupt_keeps_a_sibling_that_completed_in_the_same_loop_turn() -> None:
+    engine = build_default_engine(max_parallel=4, clock=new_clock())
+
+    # Registered first so it is launched, finishes and is handled first; the sibling's
+    # completion is then already queued when the interrupt aborts the run.
+    @engine.task(name="interrupter", dag="d")
+    async def interrupter() -> None:
+        raise KeyboardInterrupt
+
+    @engine.task(name="sibling", dag="d")
+    async def sibling() -> int:
+        return 42
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(engine.run_once("d"))
+
+    [report] = engine.list_runs()
+    assert report["status"] == "FAILED"
+    assert report["finished_at"] is not None
+    assert report["tasks"]["interrupter"]["status"] == "FAILED"
+    assert "KeyboardInterrupt" in report["tasks"]["interrupter"]["error"]
+    assert report["tasks"]["sibling"]["status"] == "SUCCESS"
+    assert report["tasks"]["sibling"]["result"] == 42
+    engine.close()
+
+
+def test_an_interrupt_abandons_a_running_sync_attempt_instead_of_timing_it_out() -> None:
+    pool = ThreadPoolExecutor(max_workers=2)
+    engine = build_default_engine(executor=pool, clock=new_clock())
+    started = threading.Event()
+    release = threading.Event()
+    saw_cancel: list[bool] = []
+
+    @engine.task(name="slow", dag="d", timeout_s=30.0)
+    def slow(ctx: RunContext[None]) -> str:
+        started.set()
+        assert release.wait(WAIT_S)
+        saw_cancel.append(ctx.cancelled())
+        return "late"
+
+    @engine.task(name="boom", dag="d")
+    async def boom() -> None:
+        # The thread announced its start (arming the timeout) before ``started`` was set.
+        assert await asyncio.to_thread(started.wait, WAIT_S)
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(engine.run_once("d", RunContext()))
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+
+    [report] = engine.list_runs()
+    assert report["status"] == "FAILED"
+    slow_task = report["tasks"]["slow"]
+    assert slow_task["status"] == "FAILED"
+    assert "run aborted by KeyboardInterrupt" in slow_task["error"]
+    assert "timed out" not in slow_task["error"]
+    assert slow_task["result"] is None
+    assert report["tasks"]["boom"]["status"] == "FAILED"
+    assert saw_cancel == [True]
+
+
 # -- BaseException raised by a hook --------------------------------------------------------
 
 
@@ -524,6 +590,41 @@ def test_engine_runs_again_after_a_keyboard_interrupt() -> None:
     run_id = asyncio.run(asyncio.wait_for(scope.run_once(), WAIT_S))
 
     assert engine.get_run_report(run_id)["status"] == "SUCCESS"
+    engine.close()
+
+
+def test_a_dag_end_hook_raising_while_aborting_does_not_mask_the_original_interrupt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ends: list[str] = []
+
+    def on_end(event: DagEndEvent) -> None:
+        ends.append(event.status)
+        raise SystemExit(2)
+
+    engine = build_default_engine(hooks=[fn_hook(on_dag_end=on_end)], clock=new_clock())
+
+    @engine.task(name="boom", dag="d")
+    async def boom() -> None:
+        raise KeyboardInterrupt
+
+    @engine.task(name="later", dag="d", deps=[boom])
+    def later() -> None:
+        return None
+
+    with caplog.at_level(logging.ERROR, logger="flowrun"), pytest.raises(KeyboardInterrupt):
+        asyncio.run(engine.run_once("d"))
+
+    [report] = engine.list_runs()
+    assert report["status"] == "FAILED"
+    assert report["tasks"]["boom"]["status"] == "FAILED"
+    assert report["tasks"]["later"]["status"] == "SKIPPED"
+    assert ends == ["FAILED"]
+    assert any(
+        "error while finalizing aborted run" in r.getMessage()
+        and report["run_id"] in r.getMessage()
+        for r in caplog.records
+    )
     engine.close()
 
 

@@ -290,6 +290,15 @@ def test_fn_hook_rejects_unknown_event_names() -> None:
         fn_hook(on_task_finish=print)  # type: ignore[call-arg]
 
 
+def test_fn_hook_repr_lists_its_handlers_in_order() -> None:
+    def ignore(event: object) -> None:
+        return None
+
+    hook = fn_hook(on_task_success=ignore, on_dag_end=ignore, on_dag_start=ignore)
+
+    assert repr(hook) == "fn_hook(on_dag_end, on_dag_start, on_task_success)"
+
+
 def test_hooks_must_be_run_hooks() -> None:
     with pytest.raises(TypeError, match="RunHook"):
         build_default_engine(hooks=[object()])  # type: ignore[list-item]

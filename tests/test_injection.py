@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any, Optional
 
 import pytest
+from support import new_clock
 
 from flowrun import (
     DEFAULT_DAG,
@@ -184,6 +185,40 @@ async def test_positional_only_dependency_parameter(engine: Engine) -> None:
     assert (await _results(engine, "etl"))["b"] == 6
 
 
+def test_positional_only_default_before_an_injected_parameter_is_a_definition_error() -> None:
+    engine = build_default_engine(clock=new_clock())
+
+    @engine.task(name="a", dag="d")
+    def a() -> int:
+        return 1
+
+    def b(x: int = 0, a: int = 0, /) -> int:
+        return x + a
+
+    with pytest.raises(
+        TaskDefinitionError, match=r"task 'b'.*positional-only parameters with defaults"
+    ):
+        engine.task(name="b", dag="d", deps=["a"])(b)
+
+
+async def test_positional_only_injected_parameters_in_order_are_fine() -> None:
+    engine = build_default_engine(clock=new_clock())
+
+    @engine.task(name="a", dag="d")
+    def a() -> int:
+        return 1
+
+    def b(a: int, ctx: RunContext[dict[str, int]], /, k: int = 5) -> int:
+        bonus: int = ctx.bonus
+        return a + bonus + k
+
+    engine.task(name="b", dag="d", deps=["a"])(b)
+
+    run_id = await engine.run_once("d", RunContext({"bonus": 10}))
+
+    assert engine.get_run_report(run_id)["tasks"]["b"]["result"] == 16
+
+
 async def test_var_args_receive_nothing(engine: Engine) -> None:
     @engine.task(dag="etl")
     def a() -> int:
@@ -306,6 +341,16 @@ def test_context_missing_attribute_names_it() -> None:
     with pytest.raises(AttributeError, match=r"'unknown'.*'known'"):
         _ = mapped.unknown
     assert not hasattr(ctx, "__missing_dunder__")
+
+
+def test_run_context_missing_attribute_of_object_deps_names_the_deps_type() -> None:
+    ctx = RunContext(SimpleNamespace(api_base="http://x"))
+
+    assert ctx.api_base == "http://x"
+    with pytest.raises(
+        AttributeError, match=r"'missing'.*neither has its deps \(SimpleNamespace\)"
+    ):
+        _ = ctx.missing
 
 
 async def test_missing_context_attribute_fails_the_task_with_its_name(engine: Engine) -> None:
@@ -432,6 +477,78 @@ async def test_context_via_exec_with_string_annotations(engine: Engine) -> None:
 
     engine.task(dag="x", deps=["n"])(func)
     assert (await _results(engine, "x", RunContext({"offset": 10})))["via_exec"] == 11
+
+
+async def test_optional_run_context_as_an_unresolvable_string_annotation_is_injected() -> None:
+    engine = build_default_engine(clock=new_clock())
+    seen: list[object] = []
+
+    def with_ctx(ctx, extra: int = 0):  # type: ignore[no-untyped-def]
+        seen.append(ctx.api_base)
+        return extra
+
+    # A name that cannot be resolved forces the raw-string path.
+    with_ctx.__annotations__ = {"ctx": "Optional[RunContext[NotDefinedAnywhere]]", "extra": "int"}
+    engine.task(name="with_ctx", dag="d")(with_ctx)
+
+    run_id = await engine.run_once("d", RunContext({"api_base": "http://api"}))
+
+    assert seen == ["http://api"]
+    assert engine.get_run_report(run_id)["tasks"]["with_ctx"]["result"] == 0
+
+
+async def test_run_context_repr_shows_deps_and_the_attempt_identity() -> None:
+    assert repr(RunContext({"api": "x"})) == "RunContext({'api': 'x'})"
+    seen: list[str] = []
+    engine = build_default_engine(clock=new_clock())
+
+    @engine.task(name="t", dag="d")
+    async def t(ctx: RunContext[dict[str, str]]) -> None:
+        seen.append(repr(ctx))
+
+    await engine.run_once("d", context=RunContext({"api": "x"}))
+
+    assert seen == ["RunContext({'api': 'x'}, task='t', attempt=1)"]
+
+
+async def test_run_once_with_unwrapped_deps_asks_to_wrap_them_in_run_context() -> None:
+    engine = build_default_engine(clock=new_clock())
+    calls: list[str] = []
+
+    @engine.task(name="t", dag="d")
+    def t() -> None:
+        calls.append("t")
+
+    with pytest.raises(TypeError, match=r"RunContext\(deps\).*got dict"):
+        await engine.run_once("d", context={"api": "x"})  # type: ignore[arg-type]
+
+    assert calls == []
+    assert engine.list_runs() == []
+    engine.close()
+
+
+def test_a_run_context_pickles_without_its_process_bound_parts() -> None:
+    """Sent to a worker process, a context keeps deps and identity; its cancellation signal
+    and deadline belong to the engine's process and stay behind."""
+    import pickle
+
+    from flowrun import SystemClock
+
+    ctx = RunContext({"api": "https://x"}).for_attempt("r1", "etl", "load", 2, SystemClock())
+    ctx.set_deadline(SystemClock().monotonic() + 60)
+    ctx.cancel()
+    copy = pickle.loads(pickle.dumps(ctx))
+    assert (copy.api, copy.run_id, copy.dag_name, copy.task_name, copy.attempt) == (
+        "https://x",
+        "r1",
+        "etl",
+        "load",
+        2,
+    )
+    assert ctx.cancelled()
+    assert not copy.cancelled()
+    assert ctx.time_remaining_s() is not None
+    assert copy.time_remaining_s() is None
 
 
 # -- callables of every kind --------------------------------------------------------------------

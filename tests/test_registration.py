@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from support import new_clock
 
 import flowrun
 from flowrun import (
@@ -15,6 +16,7 @@ from flowrun import (
     Engine,
     MissingDependencyError,
     RunContext,
+    SystemClock,
     TaskDefinitionError,
     TaskRegistry,
     TaskSpec,
@@ -184,6 +186,48 @@ def test_duplicate_deps_are_collapsed(engine: Engine) -> None:
 def test_non_callable_non_string_dep_is_rejected(engine: Engine) -> None:
     with pytest.raises(TaskDefinitionError, match=r"'consumer'.*'d'.*a dependency must be"):
         engine.task(name="consumer", dag="d", deps=[42])(lambda: None)  # type: ignore[list-item]
+
+
+def test_an_empty_dependency_name_is_a_definition_error() -> None:
+    engine = build_default_engine(clock=new_clock())
+
+    with pytest.raises(TaskDefinitionError, match=r"'t'.*empty dependency name"):
+
+        @engine.task(name="t", dag="d", deps=[""])
+        def t() -> None:
+            return None
+
+
+@pytest.mark.parametrize("name", ["", 123])
+def test_a_task_name_must_be_a_non_empty_string(name: Any) -> None:
+    registry = TaskRegistry()
+
+    def f() -> None:
+        return None
+
+    with pytest.raises(TaskDefinitionError, match=r"task name|@task takes a function or a task"):
+        registry.task(name)(f)
+    assert len(registry) == 0
+
+
+def test_a_non_string_task_name_is_reported_with_its_type() -> None:
+    registry = TaskRegistry()
+
+    with pytest.raises(
+        TaskDefinitionError, match=r"@task takes a function or a task name, got int"
+    ):
+        registry.task(123)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("dag", ["", 5])
+def test_dag_must_be_a_non_empty_string(dag: Any) -> None:
+    registry = TaskRegistry()
+
+    def f() -> None:
+        return None
+
+    with pytest.raises(TaskDefinitionError, match=r"'dag' must be a non-empty string.*'f'"):
+        registry.task(name="f", dag=dag)(f)
 
 
 # -- engine.dag scope ---------------------------------------------------------------------------
@@ -357,6 +401,37 @@ def test_task_template_validates_task_options_at_bind(engine: Engine) -> None:
     tpl = engine.task_template(f, dag="etl")
     with pytest.raises(TaskDefinitionError, match=r"'retries' must be >= 0.*'bad'.*'etl'"):
         tpl.bind("bad", x=1, retries=-1)
+
+
+def test_a_template_bound_under_an_empty_name_is_rejected() -> None:
+    registry = TaskRegistry()
+
+    def f(x: int) -> int:
+        return x
+
+    with pytest.raises(TaskDefinitionError, match=r"non-empty string \(got ''\)"):
+        registry.task_template(f).bind("", x=1)
+
+
+def test_task_template_needs_a_callable() -> None:
+    engine = build_default_engine(clock=new_clock())
+
+    with pytest.raises(TaskDefinitionError, match=r"task_template needs a callable, got int"):
+        engine.task_template(42)  # type: ignore[arg-type]
+
+
+async def test_template_of_a_function_with_var_keyword_accepts_any_keyword() -> None:
+    engine = build_default_engine(clock=new_clock())
+
+    def collect(base: int, **extra: int) -> dict[str, int]:
+        return {"base": base, **extra}
+
+    template = engine.task_template(collect, dag="d")
+    template.bind("one", base=1, anything=2, retries=1)
+
+    run_id = await engine.run_once("d")
+
+    assert engine.get_run_report(run_id)["tasks"]["one"]["result"] == {"base": 1, "anything": 2}
 
 
 # -- the global @task ---------------------------------------------------------------------------
@@ -636,3 +711,57 @@ def test_every_decorator_option_is_a_task_option_and_round_trips() -> None:
     }
     with engine.override("d", a=lambda: 2) as stubs:  # a stub keeps every option
         assert stubs["a"].options() == spec.options()
+
+
+# -- the registry itself, and reprs -------------------------------------------------------------
+
+
+def test_registry_unregister_len_and_membership() -> None:
+    registry = TaskRegistry()
+
+    @registry.task(name="a", dag="one")
+    def a() -> None:
+        return None
+
+    @registry.task(name="b", dag="two")
+    def b() -> None:
+        return None
+
+    assert len(registry) == 2
+    assert ("one", "a") in registry
+    assert "a" not in registry
+    assert ("one", "a", "x") not in registry
+
+    with pytest.raises(KeyError, match=r"DAG 'one' has no task 'zzz'"):
+        registry.unregister("one", "zzz")
+    with pytest.raises(KeyError, match=r"DAG 'nope' has no task 'a'"):
+        registry.unregister("nope", "a")
+
+    spec = registry.unregister("one", "a")
+
+    assert spec.name == "a"
+    assert len(registry) == 1
+    assert registry.dag_names() == ["two"]  # the emptied DAG is gone
+    assert ("one", "a") not in registry
+
+
+def test_reprs_name_the_useful_parts() -> None:
+    engine = build_default_engine(max_parallel=3, clock=new_clock())
+    scope = engine.dag("etl")
+
+    @scope.task(name="extract")
+    def extract() -> int:
+        return 1
+
+    def fetch(url: str) -> str:
+        return url
+
+    template = scope.task_template(fetch)
+
+    assert repr(engine) == "Engine(dags=['etl'], max_parallel=3, store=InMemoryStateStore)"
+    assert repr(scope) == "DagScope('etl')"
+    assert repr(engine.registry) == "TaskRegistry(dags=['etl'], tasks=1)"
+    assert repr(template) == "TaskTemplate(fetch, dag='etl')"
+    assert repr(engine.get_dag("etl")) == "DAG('etl', tasks=1)"
+    assert repr(SystemClock()) == "SystemClock()"
+    engine.close()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from typing import Any
 
 import pytest
-from support import new_clock
+from support import WAIT_S, new_clock
 
 from flowrun import Engine, UnknownRunError, build_default_engine
 from flowrun.testing import VirtualClock
@@ -146,6 +147,22 @@ async def test_a_report_taken_earlier_does_not_follow_later_runs(engine: Engine)
 
     assert snapshot["status"] == "FAILED"
     assert engine.get_run_report(first) == snapshot
+
+
+async def test_engine_report_with_an_uncopyable_result() -> None:
+    engine = build_default_engine(clock=new_clock())
+    lock = threading.Lock()
+
+    @engine.task(name="t", dag="d")
+    def t() -> dict[str, Any]:
+        return {"lock": lock}
+
+    run_id = await asyncio.wait_for(engine.run_once("d"), WAIT_S)
+
+    report = engine.get_run_report(run_id)
+    assert report["status"] == "SUCCESS"
+    assert report["tasks"]["t"]["result"]["lock"] is lock
+    engine.close()
 
 
 # -- topological order ----------------------------------------------------------------------

@@ -537,6 +537,18 @@ async def test_run_subgraph_with_a_bare_string_is_a_type_error(
     assert sum(sub.calls.values()) == 0
 
 
+async def test_run_subgraph_rejects_a_non_string_target() -> None:
+    engine = build_default_engine(clock=new_clock())
+
+    @engine.task(name="a", dag="d")
+    def a() -> None:
+        return None
+
+    with pytest.raises(TypeError, match=r"run_subgraph: task names must be strings, got 1"):
+        await engine.run_subgraph("d", ["a", 1])  # type: ignore[list-item]
+    engine.close()
+
+
 async def test_resume_of_a_subgraph_run_resumes_only_that_subgraph(
     engine: Engine, sub: Diamondish
 ) -> None:

@@ -4,13 +4,14 @@ async and sync tasks (what a timed-out thread is told, and when its timeout star
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from support import WALL_START
+from support import WAIT_S, WALL_START
 
 from flowrun import (
     RunContext,
@@ -25,6 +26,15 @@ from flowrun import (
     fn_hook,
 )
 from flowrun.testing import VirtualClock
+
+
+class BrokenSleepClock(VirtualClock):
+    """A clock whose ``sleep`` raises: retries must not be stranded by it."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        raise RuntimeError("the clock is broken")
+
 
 # -- retries ----------------------------------------------------------------------------------
 
@@ -256,6 +266,55 @@ async def test_children_run_when_a_retried_parent_finally_succeeds() -> None:
     assert report["status"] == "SUCCESS"
     assert report["tasks"]["child"]["result"] == 6
     assert report["tasks"]["child"]["attempt"] == 1
+
+
+async def test_system_clock_sleeps_between_retries() -> None:
+    engine = build_default_engine()  # SystemClock
+    attempts: list[int] = []
+
+    @engine.task(name="flaky", dag="d", retries=1, retry_delay_s=0.001)
+    async def flaky() -> str:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            raise OSError("first attempt fails")
+        return "ok"
+
+    run_id = await asyncio.wait_for(engine.run_once("d"), WAIT_S)
+
+    report = engine.get_run_report(run_id)
+    assert report["tasks"]["flaky"]["status"] == "SUCCESS"
+    assert report["tasks"]["flaky"]["attempt"] == 2
+    assert attempts == [1, 2]
+    engine.close()
+
+
+async def test_a_clock_whose_sleep_raises_retries_at_once_and_logs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = BrokenSleepClock()
+    engine = build_default_engine(clock=clock)
+    attempts: list[int] = []
+
+    @engine.task(name="flaky", dag="d", retries=2, retry_delay_s=30.0)
+    def flaky() -> str:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            raise OSError("first attempt fails")
+        return "ok"
+
+    with caplog.at_level(logging.ERROR, logger="flowrun"):
+        run_id = await asyncio.wait_for(engine.run_once("d"), WAIT_S)
+
+    report = engine.get_run_report(run_id)
+    assert report["status"] == "SUCCESS"
+    assert report["tasks"]["flaky"]["attempt"] == 2
+    assert report["tasks"]["flaky"]["result"] == "ok"
+    assert clock.sleeps == [30.0]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(
+        "clock.sleep(30.0) failed" in r.getMessage() and "'flaky'" in r.getMessage() for r in errors
+    )
+    engine.close()
 
 
 # -- async timeouts ---------------------------------------------------------------------------

@@ -1,20 +1,22 @@
 """The state-store contract: the same engine scenarios, through the public API only, give the
 same reports on ``InMemoryStateStore`` and on ``SqliteStateStore`` (a real file).
 
-Results are JSON data here so that the default ``JsonSerializer`` stores them exactly.
+Results are JSON data here so that the default ``JsonSerializer`` stores them exactly. At the
+end: ``InMemoryStateStore`` used directly, and a store that refuses to keep a result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WALL_START
+from support import WAIT_S, WALL_START, new_clock
 
 from flowrun import (
     Engine,
@@ -25,6 +27,7 @@ from flowrun import (
     build_default_engine,
 )
 from flowrun._render import format_report, render_run
+from flowrun.state import RunRecord, TaskRecord
 from flowrun.testing import VirtualClock
 
 REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
@@ -420,3 +423,128 @@ async def test_display_run_draws_the_stored_edges_without_the_dag(
         with pytest.raises(UnknownRunError):
             viewer.display_run("nope")
         viewer.close()
+
+
+# -- InMemoryStateStore used directly, and a store that refuses a result ------------------
+
+
+def _record(run_id: str = "r1", **tasks: TaskRecord) -> RunRecord:
+    return RunRecord(run_id, "d", 1.0, tasks=dict(tasks) or {"a": TaskRecord()})
+
+
+def test_store_rejects_a_second_run_with_the_same_id() -> None:
+    store = InMemoryStateStore()
+    store.create_run(_record("r1"))
+
+    with pytest.raises(ValueError, match=r"run id 'r1' already exists"):
+        store.create_run(_record("r1"))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.mark_running("nope", "a", 1, 2.0),
+        lambda s: s.mark_success("nope", "a", 1.0, 2.0, 1, True),
+        lambda s: s.mark_failed("nope", "a", 1.0, 2.0, "E", None),
+        lambda s: s.mark_retry("nope", "a", 1.0, 2.0, "E", None),
+        lambda s: s.mark_skipped("nope", ["a"], "why"),
+        lambda s: s.finish_run("nope", "SUCCESS", 2.0),
+        lambda s: s.load_run("nope"),
+    ],
+)
+def test_store_operations_on_an_unknown_run_raise_unknown_run_error(
+    call: Callable[[InMemoryStateStore], object],
+) -> None:
+    store = InMemoryStateStore()
+    store.create_run(_record("r1"))
+
+    with pytest.raises(UnknownRunError, match="nope"):
+        call(store)
+
+
+def test_store_mark_on_an_unknown_task_of_a_known_run_raises_key_error() -> None:
+    store = InMemoryStateStore()
+    store.create_run(_record("r1"))
+
+    with pytest.raises(KeyError, match="run 'r1' has no task 'ghost'"):
+        store.mark_running("r1", "ghost", 1, 2.0)
+    assert store.load_run("r1").tasks["a"].status == "PENDING"
+
+
+def test_store_list_runs_rejects_a_negative_limit() -> None:
+    store = InMemoryStateStore()
+
+    with pytest.raises(ValueError, match=r"'limit' must be >= 0 \(got -1\)"):
+        store.list_runs(limit=-1)
+    assert store.list_runs(limit=0) == []
+
+
+def test_store_returns_an_uncopyable_result_as_is() -> None:
+    store = InMemoryStateStore()
+    store.create_run(_record("r1"))
+    lock = threading.Lock()
+    store.mark_success("r1", "a", 1.0, 2.0, {"lock": lock}, True)
+
+    loaded = store.load_run("r1")
+    listed = store.list_runs()
+
+    assert loaded.tasks["a"].result["lock"] is lock
+    assert listed[0].tasks["a"].result["lock"] is lock
+
+
+class PickyStore(InMemoryStateStore):
+    """A store that cannot keep one kind of result (like a serializer that refuses it)."""
+
+    def mark_success(
+        self,
+        run_id: str,
+        task: str,
+        started_at: float,
+        finished_at: float,
+        result: Any,
+        keep_result: bool,
+    ) -> None:
+        if isinstance(result, set):
+            raise ValueError(f"cannot store a set (result of task {task!r})")
+        super().mark_success(run_id, task, started_at, finished_at, result, keep_result)
+
+
+async def test_a_store_refusing_a_result_fails_that_task_and_skips_its_descendants() -> None:
+    engine = build_default_engine(state_store=PickyStore(), clock=new_clock())
+    calls: list[str] = []
+
+    @engine.task(name="odd", dag="d")
+    def odd() -> set[int]:
+        return {1, 2}
+
+    @engine.task(name="uses_odd", dag="d", deps=[odd])
+    def uses_odd(odd: set[int]) -> int:
+        calls.append("uses_odd")
+        return len(odd)
+
+    @engine.task(name="grandchild", dag="d", deps=[uses_odd])
+    def grandchild() -> None:
+        calls.append("grandchild")
+
+    @engine.task(name="fine", dag="d")
+    def fine() -> list[int]:
+        return [1, 2]
+
+    @engine.task(name="uses_fine", dag="d", deps=[fine])
+    def uses_fine(fine: list[int]) -> int:
+        return sum(fine)
+
+    run_id = await asyncio.wait_for(engine.run_once("d"), WAIT_S)
+
+    report = engine.get_run_report(run_id)
+    tasks = report["tasks"]
+    assert report["status"] == "FAILED"
+    assert tasks["odd"]["status"] == "FAILED"
+    assert tasks["odd"]["error"] == "ValueError: cannot store a set (result of task 'odd')"
+    assert tasks["uses_odd"]["status"] == "SKIPPED"
+    assert tasks["grandchild"]["status"] == "SKIPPED"
+    assert "'odd'" in tasks["grandchild"]["error"]
+    assert tasks["fine"]["status"] == "SUCCESS"
+    assert tasks["uses_fine"] == {**tasks["uses_fine"], "status": "SUCCESS", "result": 3}
+    assert calls == []
+    engine.close()

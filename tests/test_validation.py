@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from support import new_clock
 
 import flowrun
 from flowrun import (
@@ -21,6 +23,7 @@ from flowrun import (
     MissingDependencyError,
     SchedulerConfig,
     TaskDefinitionError,
+    TaskRegistry,
     UnknownDagError,
     UnknownTaskError,
     build_default_engine,
@@ -165,6 +168,33 @@ def test_non_callable_task_is_rejected(engine: Engine) -> None:
         engine.registry.build_spec(42)  # type: ignore[arg-type]
 
 
+def test_a_callable_with_an_unreadable_signature_is_a_definition_error() -> None:
+    engine = build_default_engine(clock=new_clock())
+
+    def odd() -> None:
+        return None
+
+    odd.__signature__ = "not a signature"  # type: ignore[attr-defined]
+
+    with pytest.raises(TaskDefinitionError, match=r"cannot read the signature of task 'odd'"):
+        engine.task(name="odd", dag="d")(odd)
+    assert engine.list_dags() == []
+
+
+def test_template_of_a_function_with_an_unreadable_signature_cannot_be_bound() -> None:
+    engine = build_default_engine(clock=new_clock())
+
+    def odd(x: int) -> int:
+        return x
+
+    odd.__signature__ = "not a signature"  # type: ignore[attr-defined]
+    template = engine.task_template(odd, dag="d")
+
+    with pytest.raises(TaskDefinitionError, match=r"cannot read the signature of task 'one'"):
+        template.bind("one", x=1)
+    assert engine.list_dags() == []
+
+
 def test_duplicate_task_name_in_one_dag_names_both(engine: Engine) -> None:
     def first_impl() -> int:
         return 1
@@ -194,6 +224,33 @@ def test_same_name_in_two_dags_is_fine(engine: Engine) -> None:
     engine.validate("b")
     assert engine.list_tasks("a") == ["load"]
     assert engine.list_tasks("b") == ["load"]
+
+
+def test_binding_a_template_twice_under_one_name_names_the_template_function() -> None:
+    engine = build_default_engine(clock=new_clock())
+
+    def fetch(url: str) -> str:
+        return url
+
+    template = engine.task_template(fetch, dag="d")
+    template.bind("get", url="a")
+
+    with pytest.raises(
+        DuplicateTaskError, match=r"'get' in DAG 'd'.*already registered by .*fetch"
+    ):
+        template.bind("get", url="b")
+
+
+def test_a_partial_registered_twice_names_the_wrapped_function() -> None:
+    registry = TaskRegistry()
+
+    def work(n: int) -> int:
+        return n
+
+    registry.task(name="w", dag="d")(functools.partial(work, 1))
+
+    with pytest.raises(DuplicateTaskError, match=r"already registered by .*work, now by .*work"):
+        registry.task(name="w", dag="d")(functools.partial(work, 2))
 
 
 # -- validation and discovery -------------------------------------------------------------------
