@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
 
     from flowrun import Engine
-    from flowrun._discovery import FoundDag
+    from flowrun.cli._discovery import FoundDag
 
 __all__ = [
     "SETTINGS",
@@ -116,7 +116,7 @@ class DagModule(pytest.Module):
 def _dags_of(module: ModuleType, patterns: Sequence[str]) -> Iterator[FoundDag]:
     """The module's DAGs (``find_dags``) whose first task is defined in this module, or in a
     module that is not itself a DAG file."""
-    from flowrun._discovery import find_dags
+    from flowrun.cli._discovery import find_dags
 
     for found in find_dags(vars(module)):
         home = found.home_module
@@ -179,7 +179,7 @@ class DagItem(_MessageItem):
 
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
         description = f"flowrun DAG {self.dag_name!r}"
-        from flowrun._discovery import unwrap
+        from flowrun.cli._discovery import unwrap
 
         for spec in self.engine.registry.tasks_of(self.dag_name).values():
             func = unwrap(spec.func)

@@ -9,8 +9,8 @@ import pytest
 
 import flowrun.testing
 from flowrun import Engine, build_default_engine
-from flowrun._progress import LiveProgress, PlainProgress
 from flowrun._render import format_report, render_run
+from flowrun.cli._progress import LiveProgress, PlainProgress
 from flowrun.testing import run_dag
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from ._hooks import (
+from .._hooks import (
     DagEndEvent,
     DagStartEvent,
     RunHook,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._engine import DagScope, Engine
+from .._engine import DagScope, Engine
 
 __all__ = ["FoundDag", "find_dags", "unwrap"]
 

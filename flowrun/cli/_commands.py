@@ -1,0 +1,174 @@
+"""The commands: run, resume, validate, list, graph, runs, show."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .._context import RunContext
+from .._engine import Engine
+from .._render import format_report, render_run
+from .._report import build_report
+from ..errors import (
+    DagValidationError,
+    suggest,
+)
+from ._run import execute, print_json, table, task_summary, took, when
+from ._store import PREFIX_SCAN, db_path, find_run, open_store
+from ._target import UsageError, load_target
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    target = load_target(args.target)
+    engine, dag = target.resolve(args.dag, "run")
+    engine.validate(dag)
+    targets = args.targets
+
+    async def start(runner: Engine, context: RunContext[Any] | None) -> str:
+        if targets:
+            return await runner.run_subgraph(dag, targets, context)
+        return await runner.run_once(dag, context)
+
+    if targets:  # an unknown task name is a usage error, found before anything runs
+        known = engine.get_dag(dag).specs
+        for name in targets:
+            if name not in known:
+                raise UsageError(
+                    f"--target {name!r}: DAG {dag!r} has no such task.{suggest(name, known)}"
+                )
+    return execute(args, target, engine, dag, start)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    with open_store(args, create=False) as store:
+        run_id = find_run(store, args.run_id, args)
+        dag = store.load_run(run_id).dag_name
+    target = load_target(args.target)
+    if dag not in target.dags:
+        defined = ", ".join(repr(d) for d in target.dags) or "none"
+        raise UsageError(
+            f"run {run_id} is a run of DAG {dag!r}, which {args.target!r} does not define "
+            f"(its DAGs: {defined})"
+        )
+    engine, dag = target.resolve(dag, "resume")
+    from_tasks = args.from_tasks
+
+    async def start(runner: Engine, context: RunContext[Any] | None) -> str:
+        return await runner.resume(run_id, from_tasks, context)
+
+    return execute(args, target, engine, dag, start)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    target = load_target(args.target)
+    if not target.dags:
+        target.resolve(None, "validate")  # raises: no DAG
+    invalid = 0
+    for dag, found in target.dags.items():
+        for _, engine in found:
+            try:
+                engine.validate(dag)
+            except DagValidationError as exc:
+                invalid += 1
+                print(f"invalid {dag}: {exc}", file=sys.stderr)
+            else:
+                count = len(engine.list_tasks(dag))
+                print(f"ok      {dag} ({count} task{'s' if count != 1 else ''})")
+    return 1 if invalid else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    target = load_target(args.target)
+    if not target.dags:
+        target.resolve(None, "list")  # raises: no DAG
+    invalid = 0
+    listing: list[dict[str, Any]] = []
+    texts: list[str] = []
+    for dag, found in target.dags.items():
+        for attr, engine in found:
+            label = dag if len(found) == 1 else f"{dag} [{attr}]"
+            try:
+                graph = engine.get_dag(dag)
+            except DagValidationError as exc:
+                invalid += 1
+                print(f"invalid {label}: {exc}", file=sys.stderr)
+                continue
+            listing.append(
+                {
+                    "dag": dag,
+                    "engine": attr,
+                    "tasks": [{"name": n, "deps": list(graph.parents[n])} for n in graph.order],
+                }
+            )
+            texts.append(engine.display_dag(dag))
+    if args.json:
+        print_json(listing)
+    else:
+        print("\n\n".join(texts))
+    return 1 if invalid else 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    target = load_target(args.target)
+    engine, dag = target.resolve(args.dag, "graph")
+    print(engine.display_dag(dag, args.format))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    status = args.status.upper() if args.status else None
+    with open_store(args, create=False) as store:
+        reports = Engine(state_store=store).list_runs(args.dag, status, args.limit)
+        if not reports and args.dag:
+            known = sorted({r.dag_name for r in store.list_runs(limit=PREFIX_SCAN)})
+            if args.dag not in known:
+                listed = ", ".join(repr(d) for d in known) or "none"
+                print(
+                    f"flowrun: no runs of DAG {args.dag!r} in {db_path(args)!r} (DAGs with "
+                    f"runs: {listed}).{suggest(args.dag, known)}",
+                    file=sys.stderr,
+                )
+    if args.json:
+        print_json(reports)
+        return 0
+    if not reports:
+        if not args.dag:
+            print(f"no runs in {db_path(args)!r}", file=sys.stderr)
+        return 0
+    rows = [["RUN ID", "DAG", "STATUS", "STARTED", "TOOK", "TASKS"]]
+    for r in reports:
+        rows.append(
+            [
+                r["run_id"],
+                r["dag_name"],
+                r["status"],
+                when(r["created_at"]),
+                took(r),
+                task_summary(r),
+            ]
+        )
+    print(table(rows))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with open_store(args, create=False) as store:
+        run_id = find_run(store, args.run_id, args)
+        record = store.load_run(run_id)
+    report = build_report(record)
+    if args.json:
+        print_json(report)
+        return 0
+    if args.format == "text":
+        print(f"started {when(report['created_at'])}, took {took(report)}")
+        print(format_report(report))
+        return 0
+    parents: dict[str, tuple[str, ...]] = {n: t.deps for n, t in record.tasks.items()}
+    if args.target is not None and not any(parents.values()):
+        # no edge recorded: a run of an older flowrun (or a DAG without any); ask TARGET
+        target = load_target(args.target)
+        engine, _ = target.resolve(report["dag_name"], "show")
+        parents = dict(engine.get_dag(report["dag_name"]).parents)
+    print(render_run(report, args.format, parents))
+    return 0
