@@ -115,6 +115,7 @@ class Run:
         self.store = store
         self.clock = clock
         self.limiter = limiter
+        self._attempt_done = self.attempt_done  # bound once, not per attempt
         self._sync_launcher = sync_launcher  # the engine's, for its executor of the moment
         self.hooks = hooks
         self.logger = logger
@@ -267,7 +268,7 @@ class Run:
         if plan.wants_context:
             context = self.context.for_attempt(self.run_id, self.dag_name, name, number, self.clock)
         attempt = Attempt(
-            self.loop, self.clock, self.run_id, spec, number, context, self.attempt_done
+            self.loop, self.clock, self.run_id, spec, number, context, self._attempt_done
         )
         self.running.add(attempt)
         if plan.params:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -244,8 +247,6 @@ OVERRIDE = RunContext({"label": "explicit"})
 def test_the_command_line_reports_a_broken_default_context(
     tmp_path: Any, dag: str, code: int, expected: str
 ) -> None:
-    import subprocess
-    import sys
 
     (tmp_path / "pipes.py").write_text(CLI_PIPELINE, encoding="utf-8")
     proc = subprocess.run(
@@ -268,9 +269,6 @@ def test_the_command_line_reports_a_broken_default_context(
 def test_the_command_line_uses_the_default_unless_given_context(
     tmp_path: Any, extra: tuple[str, ...], label: str
 ) -> None:
-    import json
-    import subprocess
-    import sys
 
     (tmp_path / "pipes.py").write_text(CLI_PIPELINE, encoding="utf-8")
     proc = subprocess.run(
