@@ -18,13 +18,14 @@ from ._clock import Clock, SystemClock
 from ._context import ContextSource, RunContext, open_context
 from ._dag import DAG, build_dag
 from ._hooks import HookDispatcher, RunHook
+from ._limits import Limiter
 from ._options import TaskOptionsDict
 from ._overrides import override_tasks
 from ._pool import DaemonThreadPool
 from ._render import render_dag, render_run
 from ._report import build_report
 from ._resume import ResumePlan, plan_resume
-from ._scheduler import Limiter, Run
+from ._scheduler import Run
 from ._task import (
     DEFAULT_DAG,
     TaskRegistry,

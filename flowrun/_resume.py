@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._call_plan import Inject
 from ._dag import DAG
-from ._task import Inject
 from .errors import UnknownTaskError
 from .state.records import RUNNING, SUCCESS, RunRecord, TaskRecord
 

@@ -33,6 +33,7 @@ from ._hooks import (
     TaskStartEvent,
     TaskSuccessEvent,
 )
+from ._limits import Limiter
 from ._report import run_status
 from ._resume import ResumePlan
 from .errors import TaskTimeoutError, describe
@@ -42,49 +43,7 @@ from .state.records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Limiter", "Run"]
-
-
-class Limiter:
-    """Bounds the tasks in flight across every run of one engine; hands freed slots to
-    waiting runs first-come first-served."""
-
-    __slots__ = ("free", "waiters")
-
-    def __init__(self, max_parallel: int) -> None:
-        self.free = max_parallel
-        self.waiters: deque[Run] = deque()
-
-    def acquire(self, run: Run) -> bool:
-        """Take a slot for one launch of ``run``: a slot granted to it earlier, else a free
-        one. Without either, ``run`` queues (once) and is woken when a slot is granted."""
-        if run.granted:
-            run.granted -= 1
-            return True
-        if self.free:
-            self.free -= 1
-            return True
-        if not run.wants_slot:
-            run.wants_slot = True
-            self.waiters.append(run)
-        return False
-
-    def give_back(self, run: Run) -> None:
-        """``run`` is over: return the slots granted to it and stop waiting for more."""
-        while run.granted:
-            run.granted -= 1
-            self.release()
-        run.wants_slot = False
-
-    def release(self) -> None:
-        while self.waiters:
-            run = self.waiters.popleft()
-            if run.wants_slot:
-                run.wants_slot = False
-                run.granted += 1
-                run.wake()
-                return
-        self.free += 1
+__all__ = ["Run"]
 
 
 class Run:

@@ -1,33 +1,26 @@
 """Tasks: ``TaskSpec``, the ``TaskRegistry``, the ``@task`` decorators and task templates.
 
 Registration does all the work that never changes between runs: option checks, the
-resolution of callable dependencies to names, and the *call plan* (which parameters receive
-the context, the ``upstream`` dict or a named upstream result). A run only follows the plan.
+resolution of callable dependencies to names, and the call plan (``_call_plan``). A run only
+follows the plan.
 """
 
 from __future__ import annotations
 
 import contextvars
-import difflib
-import enum
 import functools
 import inspect
-import re
-import types
-import typing
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar, Unpack, overload
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, Unpack, overload
 
-from ._context import ContextSource, RunContext, check_context_source, describe_source
+from ._call_plan import NO_PARAMS, CallPlan, async_kind, make_call_plan
+from ._context import ContextSource, check_context_source, describe_source
 from ._options import OPTION_NAMES, TaskOptions, TaskOptionsDict, check_option_names
 from .errors import DuplicateTaskError, TaskDefinitionError, suggest
 
 __all__ = [
     "DEFAULT_DAG",
-    "CallPlan",
-    "Inject",
-    "PlannedParam",
     "TaskRegistry",
     "TaskSpec",
     "TaskTemplate",
@@ -41,61 +34,6 @@ DEFAULT_DAG = "default"
 """The DAG of tasks registered without ``dag=`` (the implicit, legacy DAG)."""
 
 
-class Inject(enum.Enum):
-    """What a task parameter receives."""
-
-    CONTEXT = "context"  # the attempt's RunContext
-    UPSTREAM = "upstream"  # {parent name: result} of every parent
-    RESULT = "result"  # the result of the parent of the same name
-
-
-# Module globals: reading them costs less than Inject.RESULT, on the per-attempt path.
-_RESULT = Inject.RESULT
-_CONTEXT = Inject.CONTEXT
-
-
-class PlannedParam(NamedTuple):
-    """One parameter of a call plan (``dep`` is the parent's name for ``Inject.RESULT``)."""
-
-    name: str
-    source: Inject
-    dep: str
-    positional: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CallPlan:
-    """How to call a task: the parameters that receive something, in signature order."""
-
-    params: tuple[PlannedParam, ...]
-    wants_context: bool
-    # The same as plain tuples: unpacking an exact tuple is the interpreter's fast path, a
-    # NamedTuple's is not, and build() runs for every attempt.
-    _steps: tuple[tuple[str, Inject, str, bool], ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_steps", tuple(tuple(p) for p in self.params))
-
-    def build(
-        self, context: object, results: Mapping[str, Any], parents: Sequence[str]
-    ) -> tuple[list[Any], dict[str, Any]]:
-        """Arguments for one call; ``results`` holds the finished parents' results."""
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        for param, source, dep, positional in self._steps:
-            if source is _RESULT:
-                value = results[dep]
-            elif source is _CONTEXT:
-                value = context
-            else:
-                value = {p: results[p] for p in parents}
-            if positional:
-                args.append(value)
-            else:
-                kwargs[param] = value
-        return args, kwargs
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskSpec(TaskOptions):
     """A registered task: its options (``TaskOptions``' fields) and what registration found.
@@ -106,155 +44,12 @@ class TaskSpec(TaskOptions):
     func: Callable[..., Any]
     deps: tuple[str, ...] = ()
     is_async: bool = False
-    plan: CallPlan = CallPlan((), False)
+    plan: CallPlan = NO_PARAMS
     scoped: bool = True
 
 
 def _where(name: str, dag: str | None) -> str:
     return f"task {name!r} in DAG {dag or DEFAULT_DAG!r}"
-
-
-def _unwrap(func: Any) -> Any:
-    """The callable a task really calls: partials unwrapped, objects' ``__call__``."""
-    while isinstance(func, functools.partial):
-        func = func.func
-    if not inspect.isroutine(func) and not isinstance(func, type):
-        func = getattr(type(func), "__call__", func)  # noqa: B004
-    return func
-
-
-def _async_kind(func: Callable[..., Any]) -> tuple[bool, str | None]:
-    """(is async, reason it cannot be a task)."""
-    target = _unwrap(func)
-    if inspect.isasyncgenfunction(target):
-        return False, "is an async generator function; a task must return its result"
-    if inspect.isgeneratorfunction(target):
-        return False, "is a generator function; a task must return its result (use a list)"
-    # A decorator made with functools.wraps around an async function returns its coroutine.
-    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        inspect.unwrap(target)
-    ), None
-
-
-_CONTEXT_TEXT = re.compile(r"(?:[\w.]+\.)?RunContext(?:\[.*\])?")
-_OPTIONAL_TEXT = re.compile(r"(?:[\w.]+\.)?Optional\[(.*)\]")
-
-
-def _is_context_annotation(annotation: Any) -> bool:
-    """``RunContext``, ``RunContext[D]``, optionally ``| None`` / ``Optional[...]``."""
-    if annotation is inspect.Parameter.empty:
-        return False
-    if isinstance(annotation, str):
-        text = annotation.strip()
-        optional = _OPTIONAL_TEXT.fullmatch(text)
-        if optional:
-            text = optional.group(1).strip()
-        parts = [part.strip() for part in text.split("|")]
-        found = [p for p in parts if p != "None"]
-        return len(found) == 1 and _CONTEXT_TEXT.fullmatch(found[0]) is not None
-    if isinstance(annotation, type) and issubclass(annotation, RunContext):
-        return True
-    origin = typing.get_origin(annotation)
-    if isinstance(origin, type) and issubclass(origin, RunContext):
-        return True
-    if origin is typing.Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return len(args) == 1 and _is_context_annotation(args[0])
-    return False
-
-
-def _annotations(func: Callable[..., Any]) -> dict[str, Any]:
-    target = _unwrap(func)
-    try:
-        return typing.get_type_hints(target)
-    except Exception:  # unresolvable string annotations: fall back to the raw strings
-        return dict(getattr(target, "__annotations__", {}) or {})
-
-
-def make_call_plan(
-    func: Callable[..., Any],
-    name: str,
-    dag: str | None,
-    deps: Sequence[str],
-    known: Collection[str] = (),
-) -> CallPlan:
-    """Decide once, at registration, what each parameter of ``func`` receives (``known``: the
-    tasks the DAG has so far, to tell a typo in ``deps`` from a typo in a parameter)."""
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError) as exc:
-        raise TaskDefinitionError(
-            f"cannot read the signature of {_where(name, dag)}: {exc}"
-        ) from None
-    hints = _annotations(func)
-    params = signature.parameters
-    takes_upstream = "upstream" in params and params["upstream"].kind not in (
-        inspect.Parameter.VAR_POSITIONAL,
-        inspect.Parameter.VAR_KEYWORD,
-    )
-    plan: list[PlannedParam] = []
-    wants_context = False
-    for param in params.values():
-        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            continue
-        positional = param.kind is inspect.Parameter.POSITIONAL_ONLY
-        annotation = hints.get(param.name, param.annotation)
-        if _is_context_annotation(annotation):
-            plan.append(PlannedParam(param.name, Inject.CONTEXT, "", positional))
-            wants_context = True
-        elif param.name == "upstream":
-            plan.append(PlannedParam(param.name, Inject.UPSTREAM, "", positional))
-        elif param.name in deps and not takes_upstream:
-            plan.append(PlannedParam(param.name, Inject.RESULT, param.name, positional))
-        elif param.default is not inspect.Parameter.empty:
-            continue
-        else:
-            raise TaskDefinitionError(
-                _unbound_message(param.name, name, dag, deps, takes_upstream, known)
-            )
-    if any(p.positional for p in plan):
-        # Positional-only parameters must be passed in order, with nothing skipped before them.
-        positional_names = [
-            p.name for p in params.values() if p.kind is inspect.Parameter.POSITIONAL_ONLY
-        ]
-        bound = [p.name for p in plan if p.positional]
-        if bound != positional_names[: len(bound)]:
-            raise TaskDefinitionError(
-                f"{_where(name, dag)}: positional-only parameters with defaults cannot precede "
-                "injected ones; make them regular parameters"
-            )
-    return CallPlan(tuple(plan), wants_context)
-
-
-def _unbound_message(
-    param: str,
-    name: str,
-    dag: str | None,
-    deps: Sequence[str],
-    takes_upstream: bool,
-    known: Collection[str],
-) -> str:
-    base = f"parameter {param!r} of {_where(name, dag)} would receive nothing"
-    if takes_upstream and param in deps:
-        return (
-            f"{base}: the task takes 'upstream', which disables named injection; "
-            f"read upstream[{param!r}] instead, or give {param!r} a default"
-        )
-    if param in ("context", "ctx"):
-        return f"{base}: annotate it as RunContext (e.g. '{param}: RunContext[Deps]')"
-    listed = ", ".join(repr(d) for d in deps) or "none"
-    if param in known:  # the parameter names a task: the typo, if any, is in deps
-        close = difflib.get_close_matches(param, list(deps), n=1, cutoff=0.6)
-        fix = f"replace {close[0]!r} with {param!r}" if close else f"add {param!r}"
-        return (
-            f"{base}: it names the task {param!r}, which is not among its deps ({listed}); "
-            f"{fix} in deps to receive its result"
-        )
-    hint = suggest(param, deps)
-    return (
-        f"{base}: it is not a dependency (deps: {listed}), not 'upstream', not annotated "
-        f"RunContext, and has no default.{hint}"
-    )
 
 
 def _default_name(func: Callable[..., Any]) -> str:
@@ -443,17 +238,17 @@ class TaskRegistry:
         where = _where(task_name, dag)
         check_option_names(options, where)
         checked = TaskOptions.checked(where, options)
-        is_async, unusable = _async_kind(func)
+        is_async, unusable = async_kind(func)
         if unusable:
-            raise TaskDefinitionError(f"{_where(task_name, dag)} {unusable}")
+            raise TaskDefinitionError(f"{where} {unusable}")
         deps = options.get("deps") or ()
         if isinstance(deps, (str, bytes)) or not isinstance(deps, Iterable):
             raise TaskDefinitionError(
                 f"'deps' must be a list of task names or task functions (got {deps!r}) for "
-                f"{_where(task_name, dag)}; write deps=[{deps!r}]"
+                f"{where}; write deps=[{deps!r}]"
             )
         names = list(dict.fromkeys(self.resolve_dep(d, dag_name, task_name) for d in deps))
-        plan = make_call_plan(func, task_name, dag, names, self.tasks_of(dag_name))
+        plan = make_call_plan(func, where, names, self.tasks_of(dag_name))
         return TaskSpec(
             name=task_name,
             dag=dag_name,
