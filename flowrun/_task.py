@@ -232,8 +232,22 @@ class TaskRegistry:
             raise TaskDefinitionError(f"a task name must be a non-empty string (got {task_name!r})")
         if dag is not None and (not isinstance(dag, str) or not dag):
             raise TaskDefinitionError(
-                f"'dag' must be a non-empty string or None (got {dag!r}) for task {task_name!r}"
+                f"'dag' must be a non-empty string or None (got {dag!r}) for task {task_name!r}",
+                task=task_name,
+                option="dag",
+                got=dag,
             )
+        dag_name = DEFAULT_DAG if dag is None else dag
+        try:
+            return self._checked_spec(func, task_name, dag, options)
+        except TaskDefinitionError as error:  # every check below names the task it is about
+            if error.task is None:
+                error.dag, error.task = dag_name, task_name
+            raise
+
+    def _checked_spec(
+        self, func: Callable[..., Any], task_name: str, dag: str | None, options: TaskOptionsDict
+    ) -> TaskSpec:
         dag_name = DEFAULT_DAG if dag is None else dag
         where = _where(task_name, dag)
         check_option_names(options, where)
@@ -245,7 +259,9 @@ class TaskRegistry:
         if isinstance(deps, (str, bytes)) or not isinstance(deps, Iterable):
             raise TaskDefinitionError(
                 f"'deps' must be a list of task names or task functions (got {deps!r}) for "
-                f"{where}; write deps=[{deps!r}]"
+                f"{where}; write deps=[{deps!r}]",
+                option="deps",
+                got=deps,
             )
         names = list(dict.fromkeys(self.resolve_dep(d, dag_name, task_name) for d in deps))
         plan = make_call_plan(func, where, names, self.tasks_of(dag_name))
@@ -402,7 +418,10 @@ class TaskTemplate:
             if key not in params:
                 raise TaskDefinitionError(
                     f"{_where(name, self.dag)}: {_default_name(self.func)}() has no parameter "
-                    f"{key!r}.{suggest(key, params)}"
+                    f"{key!r}.{suggest(key, params)}",
+                    dag=self.dag or DEFAULT_DAG,
+                    task=name,
+                    got=key,
                 )
 
     def __repr__(self) -> str:

@@ -44,10 +44,21 @@ class DagValidationError(ValueError):
 class TaskDefinitionError(DagValidationError):
     """A task's own declaration is invalid (bad option, unusable signature, generator...).
 
-    ``option`` and ``got`` name a bad option and the value given (None when the problem is not
-    one option); the message says what was wrong and where."""
+    ``dag`` and ``task`` name the task (None before its name is known); ``option`` and ``got``
+    name a bad option and the value given (None when the problem is not one option). The
+    message says what was wrong and where."""
 
-    def __init__(self, message: str, *, option: str | None = None, got: object = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        dag: str | None = None,
+        task: str | None = None,
+        option: str | None = None,
+        got: object = None,
+    ) -> None:
+        self.dag = dag
+        self.task = task
         self.option = option
         self.got = got
         super().__init__(message)

@@ -81,7 +81,50 @@ def test_a_bad_option_names_the_option_and_the_value(option: str, value: object)
         engine.task("t", dag="d", **{option: value})(lambda: 1)  # type: ignore[call-overload]
     assert info.value.option == option
     assert info.value.got == value
+    assert (info.value.dag, info.value.task) == ("d", "t")
     assert "task 't' in DAG 'd'" in str(info.value)
+
+
+def _generator() -> object:
+    yield 1
+
+
+def _takes_nothing_known(mystery: int) -> int:
+    return mystery
+
+
+@pytest.mark.parametrize(
+    ("func", "options", "option"),
+    [
+        (_generator, {}, None),  # not an option: the function itself
+        (_takes_nothing_known, {}, None),  # a parameter that would receive nothing
+        (lambda: 1, {"deps": "extract"}, "deps"),  # a string where a list belongs
+        (lambda: 1, {"deps": [3]}, None),  # a dependency that is neither name nor task
+    ],
+)
+def test_every_definition_error_names_its_dag_and_task(
+    func: object, options: dict[str, object], option: str | None
+) -> None:
+    engine = build_default_engine()
+    with pytest.raises(TaskDefinitionError) as info:
+        engine.task("t", dag="d", **options)(func)  # type: ignore[call-overload]
+    assert (info.value.dag, info.value.task, info.value.option) == ("d", "t", option)
+
+
+def test_an_unscoped_task_error_names_the_implicit_dag() -> None:
+    engine = build_default_engine()
+    with pytest.raises(TaskDefinitionError) as info:
+        engine.task("t", retries=-2)(lambda: 1)
+    assert (info.value.dag, info.value.task, info.value.got) == ("default", "t", -2)
+
+
+def test_a_template_argument_error_names_the_task_and_the_argument() -> None:
+    engine = build_default_engine()
+    template = engine.task_template(_takes_nothing_known, dag="d")
+    with pytest.raises(TaskDefinitionError) as info:
+        template.bind("page_1", mistery=1)
+    assert (info.value.dag, info.value.task, info.value.got) == ("d", "page_1", "mistery")
+    assert "Did you mean 'mystery'?" in str(info.value)
 
 
 def test_a_result_in_another_format_names_the_format_that_reads_it(tmp_path: Path) -> None:
