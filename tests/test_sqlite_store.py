@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-import flowrun.state.sqlite as sqlite_module
+import flowrun.state._sqlite_schema as sqlite_module
 from flowrun import (
     Engine,
     JsonSerializer,

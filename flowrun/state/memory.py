@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import UnknownRunError
-from .records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
+from .records import FAILED, OMITTED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
 
 __all__ = ["InMemoryStateStore", "StateStore"]
 
@@ -98,10 +98,27 @@ class InMemoryStateStore:
         rec.traceback = traceback
 
     def mark_skipped(self, run_id: str, tasks: Sequence[str], reason: str) -> None:
+        self._mark_final(run_id, tasks, SKIPPED, reason, None)
+
+    def mark_omitted(
+        self, run_id: str, tasks: Sequence[str], reason: str, finished_at: float | None = None
+    ) -> None:
+        self._mark_final(run_id, tasks, OMITTED, reason, finished_at)
+
+    def _mark_final(
+        self,
+        run_id: str,
+        tasks: Sequence[str],
+        status: str,
+        reason: str,
+        finished_at: float | None,
+    ) -> None:
         for task in tasks:
             rec = self._task(run_id, task)
-            rec.status = SKIPPED
+            rec.status = status
             rec.error = reason
+            if finished_at is not None:
+                rec.finished_at = finished_at
 
     def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
         try:

@@ -65,6 +65,14 @@ class StateStoreProtocol(Protocol):
         """These tasks will not run because an upstream task failed."""
         ...
 
+    def mark_omitted(
+        self, run_id: str, tasks: Sequence[str], reason: str, finished_at: float | None = None
+    ) -> None:
+        """These tasks are left out on purpose (``raise Omit(reason)``, an omitted upstream, a
+        trigger rule not met without a failure); ``reason`` is kept as their ``error``.
+        ``finished_at`` is given for a task that ran and omitted itself."""
+        ...
+
     def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
         """The run is over; ``status`` follows the run-status rules."""
         ...

@@ -5,15 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FAILED", "PENDING", "RUNNING", "SKIPPED", "SUCCESS", "RunRecord", "TaskRecord"]
+__all__ = [
+    "FAILED",
+    "OMITTED",
+    "PENDING",
+    "RUNNING",
+    "SKIPPED",
+    "SUCCESS",
+    "RunRecord",
+    "TaskRecord",
+]
 
 PENDING = "PENDING"
 RUNNING = "RUNNING"
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"
-SKIPPED = "SKIPPED"
+SKIPPED = "SKIPPED"  # blocked by a failed upstream task
+OMITTED = "OMITTED"  # left out on purpose: raise Omit(...), or a trigger rule not met
 
-FINISHED_STATUSES = frozenset({SUCCESS, FAILED, SKIPPED})
+FINISHED_STATUSES = frozenset({SUCCESS, FAILED, SKIPPED, OMITTED})
 
 
 @dataclass(slots=True)

@@ -1,0 +1,155 @@
+"""The connection to the database file and the one way it is used: a whole transaction,
+retried while another process holds the lock (WAL, ``synchronous=NORMAL`` and why: see
+``flowrun.state.sqlite``). Kept apart from the store's bookkeeping, so that a writer thread
+can own one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ._sqlite_errors import database_error, explain, fail, not_ours
+from ._sqlite_schema import SQLITE_HEADER, migrate, schema_version
+
+__all__ = ["Database"]
+
+T = TypeVar("T")
+
+
+class Database:
+    """One open state database. Not thread-safe: the caller serialises its calls.
+
+    Opening checks the file before anything is written to it, so a file that is not ours or
+    is of a newer schema keeps its bytes. The connection belongs to the process that opened
+    it: after a ``fork`` the child refuses to use it, and ``close()`` only forgets it.
+    """
+
+    def __init__(self, path: str, busy_timeout_s: float) -> None:
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self.transactions = 0  # write transactions committed, the migration's included
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = self._open()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    @property
+    def forked(self) -> bool:
+        """True in a child forked after the open: the connection is the parent's."""
+        return os.getpid() != self._pid
+
+    def run(self, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        """``work(conn)`` in one transaction (``BEGIN IMMEDIATE`` if ``write``): committed
+        whole or not at all, and run again from the start if the lock was busy."""
+        conn = self._connection()
+        try:
+            return self._retry(lambda: self._transaction(conn, work, write))
+        except sqlite3.Error as error:
+            raise database_error(self.path, explain(error)) from error
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not self.forked:
+            conn.close()
+
+    # -- opening -------------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        """Check the file, then switch to WAL and migrate: nothing is written before the
+        file is known to be a flowrun database this code can read (or a new one)."""
+        path = Path(self.path)
+        if path.is_dir():
+            fail(self.path, f"is a directory; pass a file path such as '{path / 'flowrun.db'}'")
+        if not path.parent.is_dir():
+            what = "is not a directory" if path.parent.exists() else "does not exist"
+            fail(
+                self.path,
+                f"cannot be created: '{path.parent}' {what}; create the directory first",
+            )
+        if path.exists():
+            try:
+                with path.open("rb") as fh:
+                    head = fh.read(len(SQLITE_HEADER))
+            except OSError as error:
+                msg = f"cannot be read ({error}); fix its permissions or choose another path"
+                raise database_error(self.path, msg) from error
+            if head and head != SQLITE_HEADER:
+                not_ours(self.path, f"not a SQLite database (it starts with {head[:8]!r})")
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as error:
+            raise database_error(self.path, explain(error)) from error
+        try:
+            check = functools.partial(schema_version, path=self.path)
+            self._retry(lambda: self._transaction(conn, check, write=False))  # one consistent view
+            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchall())
+            conn.execute("PRAGMA synchronous = NORMAL")
+            upgrade = functools.partial(migrate, path=self.path)
+            self._retry(lambda: self._transaction(conn, upgrade))
+        except BaseException as error:
+            conn.close()
+            if isinstance(error, sqlite3.Error):
+                raise database_error(self.path, explain(error)) from error
+            raise
+        return conn
+
+    # -- transactions ----------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            fail(self.path, "is closed: this SqliteStateStore was closed; open a new one")
+        if self.forked:
+            fail(
+                self.path,
+                f"was opened in process {self._pid} and used in process {os.getpid()} (after "
+                "a fork); open a new SqliteStateStore in each process",
+            )
+        return self._conn
+
+    def _transaction(
+        self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], write: bool = True
+    ) -> T:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if write:
+            self.transactions += 1
+        return result
+
+    def _retry(self, action: Callable[[], T]) -> T:
+        """Run ``action``, retrying while another connection holds the lock (SQLite's busy
+        handler already waits; this covers "busy" returned without waiting, e.g. during WAL
+        recovery or a journal-mode switch) until the busy timeout is spent."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.001
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as error:
+                code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+                if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise database_error(
+                        self.path,
+                        f"stayed locked by another connection for more than "
+                        f"{self.busy_timeout_s}s ({error}); retry later or raise busy_timeout_s",
+                    ) from error
+                time.sleep(delay)  # back-off between retries, not synchronization
+                delay = min(delay * 2, 0.05)

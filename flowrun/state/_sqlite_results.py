@@ -1,0 +1,118 @@
+"""Task results between the records the scheduler and readers see and the rows kept on disk.
+
+A result is stored as the serializer's bytes tagged with the serializer's name, so a file
+written with another serializer is refused with the name of the one that reads it (JSON
+excepted: it is safe to load whatever this store writes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._sqlite_errors import fail
+from ._sqlite_rows import RunRow, TaskRow
+from .records import RunRecord, TaskRecord
+from .serializers import JsonSerializer, ResultEncodingError, ResultSerializer, check_serializer
+
+__all__ = ["DEFAULT_SERIALIZER", "ResultCodec"]
+
+DEFAULT_SERIALIZER = JsonSerializer()
+_KNOWN_SERIALIZERS = {"json": "JsonSerializer()", "pickle": "PickleSerializer()"}
+
+
+class ResultCodec:
+    """The store's serializer, and the conversions that need it."""
+
+    def __init__(self, serializer: ResultSerializer) -> None:
+        self.format = check_serializer(serializer)  # the name stored beside each result
+        self.serializer = serializer
+
+    def encode(self, run_id: str, task: str, result: Any) -> bytes:
+        serializer = self.serializer
+        try:
+            blob = serializer.serialize(result)
+        except Exception as error:
+            raise ResultEncodingError(
+                f"task {task!r} returned a {type(result).__name__} that the state store cannot "
+                f"save (run {run_id}): {error} (or set retain_result=False on the task if "
+                "nothing needs its result after the run)"
+            ) from error
+        if not isinstance(blob, bytes):
+            raise ResultEncodingError(
+                f"task {task!r} (run {run_id}): serializer {serializer!r} returned "
+                f"{type(blob).__name__}, not bytes; fix its serialize()"
+            )
+        return blob
+
+    def new_row(self, run: RunRecord) -> RunRow:
+        """A run not written yet (``key`` None), its kept results encoded."""
+        tasks: dict[str, TaskRow] = {}
+        for position, (name, rec) in enumerate(run.tasks.items()):
+            blob = self.encode(run.run_id, name, rec.result) if rec.has_result else None
+            tasks[name] = TaskRow(
+                position,
+                name,
+                rec.status,
+                rec.attempt,
+                rec.started_at,
+                rec.finished_at,
+                rec.error,
+                rec.traceback,
+                blob,
+                self.format if blob is not None else None,
+                rec.deps,
+            )
+        return RunRow(
+            None,
+            run.run_id,
+            run.dag_name,
+            run.created_at,
+            run.status,
+            run.finished_at,
+            run.targets,
+            run.resumed_from,
+            tasks,
+        )
+
+    def record(self, run: RunRow, path: str) -> RunRecord:
+        """A fresh snapshot of ``run``: results decoded anew, so callers may mutate them."""
+        tasks = {}
+        for name, t in run.tasks.items():
+            result = None if t.blob is None else self._decode(run, t, t.blob, path)
+            tasks[name] = TaskRecord(
+                t.status,
+                t.attempt,
+                t.started_at,
+                t.finished_at,
+                t.error,
+                t.traceback,
+                result,
+                t.blob is not None,
+                t.deps,
+            )
+        return RunRecord(
+            run.run_id,
+            run.dag_name,
+            run.created_at,
+            run.status,
+            run.finished_at,
+            tasks,
+            run.targets,
+            run.resumed_from,
+        )
+
+    def _decode(self, run: RunRow, task: TaskRow, blob: bytes, path: str) -> Any:
+        json = DEFAULT_SERIALIZER
+        if task.fmt == json.name and self.format != json.name:
+            return json.deserialize(blob)  # JSON is safe to load whatever this store writes
+        if task.fmt != self.format:
+            known = _KNOWN_SERIALIZERS.get(task.fmt or "")
+            fix = f"serializer={known}" if known else f"the serializer named {task.fmt!r}"
+            fail(
+                path,
+                f"holds the result of task {task.name!r} of run {run.run_id} in the "
+                f"{task.fmt!r} format, but this store's serializer is {self.format!r}; "
+                f"open the database with {fix} to read it",
+                needs_format=task.fmt,
+            )
+        return self.serializer.deserialize(blob)

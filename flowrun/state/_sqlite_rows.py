@@ -1,0 +1,165 @@
+"""The ``runs`` and ``tasks`` tables as the store holds them in memory, and the SQL that
+writes and reads them.
+
+Transitions only change a ``RunRow`` and mark it dirty; ``write_runs`` later turns whatever is
+dirty into as few statements as it can, inside the caller's transaction. Every function here
+takes the connection, so it can run on whichever thread owns it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .records import PENDING
+
+__all__ = ["Owner", "RunRow", "TaskRow", "select_run", "select_run_ids", "write_runs"]
+
+Owner = tuple[int, str | None, str]
+"""The process that creates a run: pid, start time, host (see ``_sqlite_recovery``)."""
+
+_RUN_COLUMNS = "id, run_id, dag_name, created_at, status, finished_at, targets, resumed_from"
+_STATE = "status, attempt, started_at, finished_at, error, traceback, result, result_format"
+_INSERT_RUN = (
+    "INSERT INTO runs (run_id, dag_name, created_at, status, finished_at, targets, "
+    "resumed_from, owner_pid, owner_started, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_TASK = (
+    f"INSERT INTO tasks ({_STATE}, run, position, name, deps) VALUES ({', '.join('?' * 12)})"
+)
+_INSERT_NEW_TASK = (
+    "INSERT INTO tasks (run, position, name, status, attempt, deps) VALUES (?, ?, ?, ?, 0, ?)"
+)
+_UPDATE_TASK = (
+    "UPDATE tasks SET status = ?, attempt = ?, started_at = ?, finished_at = ?, error = ?, "
+    "traceback = ?, result = ?, result_format = ? WHERE run = ? AND position = ?"
+)
+_UPDATE_RUN = "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?"
+
+
+@dataclass(slots=True)
+class TaskRow:
+    """One task row as stored: the result stays encoded, so every read decodes a fresh copy."""
+
+    position: int
+    name: str
+    status: str
+    attempt: int
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    traceback: str | None
+    blob: bytes | None
+    fmt: str | None  # the serializer name that encoded ``blob``
+    deps: tuple[str, ...] = ()  # written once with the row, never updated
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class RunRow:
+    """One run row plus its tasks; ``key`` is the row id once written, ``expires`` the
+    monotonic time after which a cached copy must be re-read (None: never)."""
+
+    key: int | None
+    run_id: str
+    dag_name: str
+    created_at: float
+    status: str
+    finished_at: float | None
+    targets: tuple[str, ...] | None
+    resumed_from: str | None
+    tasks: dict[str, TaskRow]
+    dirty: bool = False
+    dirty_tasks: list[TaskRow] = field(default_factory=list)
+    expires: float | None = None
+
+
+def write_runs(
+    conn: sqlite3.Connection, runs: list[RunRow], owner: Owner
+) -> list[tuple[RunRow, int]]:
+    """Write what is dirty in ``runs``; returns the new runs with their row ids, which the
+    caller sets once the transaction has committed (a rolled-back run stays unwritten)."""
+    created: list[tuple[RunRow, int]] = []
+    for run in runs:
+        if run.key is None:
+            created.append((run, _insert(conn, run, owner)))
+            continue
+        if run.dirty_tasks:
+            rows = [(*_state(t), run.key, t.position) for t in run.dirty_tasks]
+            conn.executemany(_UPDATE_TASK, rows)
+        if run.dirty:
+            conn.execute(_UPDATE_RUN, (run.status, run.finished_at, run.key))
+    return created
+
+
+def _insert(conn: sqlite3.Connection, run: RunRow, owner: Owner) -> int:
+    """A new run row and its task rows; untouched PENDING tasks take a shorter statement
+    (three times faster for a 10k-task run), tasks kept by ``resume`` the full one."""
+    targets = None if run.targets is None else json.dumps(list(run.targets))
+    row = (run.run_id, run.dag_name, run.created_at, run.status, run.finished_at, targets)
+    key = conn.execute(_INSERT_RUN, (*row, run.resumed_from, *owner)).lastrowid
+    assert key is not None
+    fresh: list[tuple[Any, ...]] = []
+    kept: list[tuple[Any, ...]] = []
+    for t in run.tasks.values():
+        state = _state(t)
+        deps = json.dumps(t.deps)  # a JSON list
+        if state == _NEW_TASK_STATE:
+            fresh.append((key, t.position, t.name, PENDING, deps))
+        else:
+            kept.append((*state, key, t.position, t.name, deps))
+    conn.executemany(_INSERT_NEW_TASK, fresh)
+    conn.executemany(_INSERT_TASK, kept)
+    return key
+
+
+_NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None)
+
+
+def _state(t: TaskRow) -> tuple[Any, ...]:
+    return (t.status, t.attempt, t.started_at, t.finished_at, t.error, t.traceback, t.blob, t.fmt)
+
+
+def select_run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        return None
+    key, run_id, dag_name, created_at, status, finished_at, targets, resumed_from = row
+    rows: Iterable[tuple[Any, ...]] = conn.execute(
+        f"SELECT position, name, {_STATE}, deps FROM tasks WHERE run = ? ORDER BY position",
+        (key,),
+    )
+    tasks = {}
+    for *state, deps in rows:
+        task = TaskRow(*state)
+        if deps is not None:  # NULL: a row written before schema version 2
+            task.deps = tuple(json.loads(deps))
+        tasks[task.name] = task
+    return RunRow(
+        key,
+        run_id,
+        dag_name,
+        created_at,
+        status,
+        finished_at,
+        None if targets is None else tuple(json.loads(targets)),
+        resumed_from,
+        tasks,
+    )
+
+
+def select_run_ids(
+    conn: sqlite3.Connection, dag_name: str | None, status: str | None, limit: int
+) -> list[str]:
+    """The ids of the matching runs, newest first."""
+    where, params = [], []
+    for column, value in (("dag_name", dag_name), ("status", status)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    query = "SELECT run_id FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+    query += " ORDER BY created_at DESC, id DESC LIMIT ?"
+    return [run_id for (run_id,) in conn.execute(query, (*params, limit)).fetchall()]
