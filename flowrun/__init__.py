@@ -1,7 +1,7 @@
 """flowrun: a lightweight async DAG orchestrator with no runtime dependency."""
 
 from ._clock import Clock, SystemClock
-from ._context import RunContext
+from ._context import RunContext, UpstreamState
 from ._dag import DAG
 from ._engine import DagScope, Engine, SchedulerConfig, build_default_engine
 from ._hooks import (
@@ -10,6 +10,7 @@ from ._hooks import (
     HookEvent,
     RunHook,
     TaskFailureEvent,
+    TaskOmitEvent,
     TaskRetryEvent,
     TaskSkipEvent,
     TaskStartEvent,
@@ -24,6 +25,7 @@ from .errors import (
     DagValidationError,
     DuplicateTaskError,
     MissingDependencyError,
+    Omit,
     TaskCancelledError,
     TaskDefinitionError,
     TaskTimeoutError,
@@ -59,6 +61,7 @@ __all__ = [
     "InMemoryStateStore",
     "JsonSerializer",
     "MissingDependencyError",
+    "Omit",
     "PickleSerializer",
     "ResultEncodingError",
     "ResultSerializer",
@@ -73,6 +76,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskDefinitionError",
     "TaskFailureEvent",
+    "TaskOmitEvent",
     "TaskRegistry",
     "TaskRetryEvent",
     "TaskSkipEvent",
@@ -84,6 +88,7 @@ __all__ = [
     "UnknownDagError",
     "UnknownRunError",
     "UnknownTaskError",
+    "UpstreamState",
     "__version__",
     "build_default_engine",
     "fn_hook",

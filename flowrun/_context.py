@@ -6,14 +6,32 @@ import contextlib
 import inspect
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar
 
 from ._clock import Clock
 from .errors import ContextFactoryError, TaskCancelledError
 
-__all__ = ["ContextSource", "RunContext", "check_context_source", "open_context"]
+__all__ = [
+    "ContextSource",
+    "RunContext",
+    "UpstreamState",
+    "check_context_source",
+    "open_context",
+]
 
 DepsT = TypeVar("DepsT")
+
+
+class UpstreamState(NamedTuple):
+    """How a parent task ended, as a task that runs after it sees it: ``status`` (SUCCESS,
+    FAILED, SKIPPED, OMITTED) and ``error`` (the error, skip or omission reason; None on
+    SUCCESS)."""
+
+    status: str
+    error: str | None
+
+
+_SUCCEEDED = UpstreamState("SUCCESS", None)
 
 
 class RunContext(Generic[DepsT]):
@@ -30,6 +48,7 @@ class RunContext(Generic[DepsT]):
         "_cancel",
         "_clock",
         "_deadline",
+        "_upstream",
         "attempt",
         "dag_name",
         "deps",
@@ -52,6 +71,7 @@ class RunContext(Generic[DepsT]):
         self._cancel: threading.Event | None = None
         self._deadline: float | None = None
         self._clock: Clock | None = None
+        self._upstream: Mapping[str, UpstreamState] | tuple[str, ...] = ()
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails, i.e. for names of the user's deps.
@@ -98,6 +118,23 @@ class RunContext(Generic[DepsT]):
         ctx._cancel = threading.Event()
         ctx._clock = clock
         return ctx
+
+    @property
+    def upstream_states(self) -> Mapping[str, UpstreamState]:
+        """Each parent task's final status and error, for this attempt's task.
+
+        A task with a trigger rule (``trigger="all_done"``, ...) may run after a parent that
+        FAILED, was SKIPPED or OMITTED; it receives ``None`` for that parent's result and reads
+        here what happened. Every parent of an ``all_success`` task succeeded.
+        """
+        upstream = self._upstream
+        if isinstance(upstream, tuple):
+            return dict.fromkeys(upstream, _SUCCEEDED)
+        return upstream
+
+    def set_upstream(self, upstream: Mapping[str, UpstreamState] | tuple[str, ...]) -> None:
+        """Engine use: the parents' states (a tuple of names when every parent succeeded)."""
+        self._upstream = upstream
 
     def set_deadline(self, deadline: float | None) -> None:
         """Set the attempt's deadline on the engine clock's monotonic time (engine use)."""

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from ._options import ALL_SUCCESS
 from ._task import TaskSpec
 from .errors import (
     CrossDagDependencyError,
@@ -28,7 +29,7 @@ class DAG:
     every run of it shares it, so a caller must not be able to edit it under them.
     """
 
-    __slots__ = ("children", "name", "order", "parents", "specs", "targets")
+    __slots__ = ("children", "name", "order", "parents", "specs", "targets", "triggers")
 
     def __init__(
         self,
@@ -44,6 +45,10 @@ class DAG:
         self.parents: Mapping[str, tuple[str, ...]] = MappingProxyType(parents)
         self.children: Mapping[str, tuple[str, ...]] = MappingProxyType(children)
         self.targets = targets
+        # Only the tasks whose rule is not all_success: the run's per-edge path looks them up.
+        self.triggers: Mapping[str, str] = MappingProxyType(
+            {n: s.trigger for n, s in specs.items() if s.trigger != ALL_SUCCESS}
+        )
 
     def __setattr__(self, name: str, value: object) -> None:
         if hasattr(self, name):

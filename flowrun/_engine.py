@@ -308,7 +308,7 @@ class Engine:
         self, dag_name: str | None = None, status: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """Reports of past runs, newest first."""
-        statuses = sorted({RUNNING, *FINISHED_STATUSES} - {"SKIPPED"})
+        statuses = sorted({RUNNING, *FINISHED_STATUSES} - {"SKIPPED", "OMITTED"})
         if status is not None and status not in statuses:
             raise ValueError(
                 f"unknown run status {status!r}; a run is one of {', '.join(statuses)}."

@@ -12,12 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import Omit
+
 __all__ = [
     "DagEndEvent",
     "DagStartEvent",
     "HookEvent",
     "RunHook",
     "TaskFailureEvent",
+    "TaskOmitEvent",
     "TaskRetryEvent",
     "TaskSkipEvent",
     "TaskStartEvent",
@@ -101,6 +104,17 @@ class TaskSkipEvent:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TaskOmitEvent:
+    """The task is left out on purpose: it raised ``Omit(reason)``, an upstream task was
+    omitted, or its trigger rule was not met without a failure. Never fails the run."""
+
+    run_id: str
+    dag_name: str
+    task_name: str
+    reason: str
+
+
 HookEvent = (
     DagStartEvent
     | DagEndEvent
@@ -109,6 +123,7 @@ HookEvent = (
     | TaskFailureEvent
     | TaskRetryEvent
     | TaskSkipEvent
+    | TaskOmitEvent
 )
 
 _METHOD_FOR: dict[type[Any], str] = {
@@ -119,6 +134,7 @@ _METHOD_FOR: dict[type[Any], str] = {
     TaskFailureEvent: "on_task_failure",
     TaskRetryEvent: "on_task_retry",
     TaskSkipEvent: "on_task_skip",
+    TaskOmitEvent: "on_task_omit",
 }
 
 
@@ -146,6 +162,9 @@ class RunHook:
     def on_task_skip(self, event: TaskSkipEvent) -> Any:
         """The task will not run: ``event.reason`` names the failed upstream task."""
 
+    def on_task_omit(self, event: TaskOmitEvent) -> Any:
+        """The task is left out on purpose (``Omit``, an omitted upstream, its trigger rule)."""
+
 
 Handler = Callable[[Any], Any]
 
@@ -169,6 +188,7 @@ def fn_hook(
     on_task_failure: Callable[[TaskFailureEvent], Any] | None = None,
     on_task_retry: Callable[[TaskRetryEvent], Any] | None = None,
     on_task_skip: Callable[[TaskSkipEvent], Any] | None = None,
+    on_task_omit: Callable[[TaskOmitEvent], Any] | None = None,
 ) -> RunHook:
     """Build a ``RunHook`` from plain functions (sync or async), one per event you care about."""
     given = {
@@ -179,6 +199,7 @@ def fn_hook(
         "on_task_failure": on_task_failure,
         "on_task_retry": on_task_retry,
         "on_task_skip": on_task_skip,
+        "on_task_omit": on_task_omit,
     }
     handlers: dict[str, Handler] = {}
     for method, fn in given.items():
@@ -226,6 +247,14 @@ class HookDispatcher:
                 outcome = handler(event)
                 if inspect.isawaitable(outcome):
                     await outcome
+            except Omit as omit:  # a task's verb, not a hook's: say so rather than ignore it
+                self._logger.error(
+                    "hook %r raised Omit(%r) while handling %s: Omit only works when a task "
+                    "function raises it (a hook cannot omit a task); the run goes on",
+                    handler,
+                    omit.reason,
+                    type(event).__name__,
+                )
             except Exception:
                 self._logger.exception(
                     "hook %r raised while handling %s; the run goes on",

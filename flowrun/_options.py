@@ -9,11 +9,29 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 
 from .errors import TaskDefinitionError, suggest
 
-__all__ = ["OPTION_NAMES", "TaskOptions", "TaskOptionsDict", "check_option_names"]
+__all__ = [
+    "ALL_SUCCESS",
+    "OPTION_NAMES",
+    "TRIGGER_RULES",
+    "TaskOptions",
+    "TaskOptionsDict",
+    "TriggerRule",
+    "check_option_names",
+]
+
+TriggerRule = Literal["all_success", "all_done", "none_failed", "one_failed"]
+ALL_SUCCESS: TriggerRule = "all_success"
+TRIGGER_RULES: tuple[TriggerRule, ...] = ("all_success", "all_done", "none_failed", "one_failed")
+"""When a task runs, decided once every parent is final (``all_success`` decides earlier: at
+its first failed parent, as the original product skips): ``all_success`` every parent
+succeeded; ``all_done`` whatever they did (cleanup, always-notify); ``none_failed`` no parent
+FAILED or was SKIPPED (a join after a branch that was omitted); ``one_failed`` a parent FAILED
+or was SKIPPED (alerting). A rule not met because of a failure makes the task SKIPPED; one not
+met without any failure makes it OMITTED."""
 
 
 class TaskOptionsDict(TypedDict, total=False):
@@ -27,6 +45,7 @@ class TaskOptionsDict(TypedDict, total=False):
     retry_backoff: float
     retry_jitter: float
     retry_on: Iterable[type[BaseException]] | type[BaseException]
+    trigger: TriggerRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +62,7 @@ class TaskOptions:
     retry_backoff: float = 2.0
     retry_jitter: float = 0.0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
+    trigger: TriggerRule = ALL_SUCCESS
 
     @classmethod
     def checked(cls, where: str, given: Mapping[str, Any]) -> TaskOptions:
@@ -102,6 +122,14 @@ class TaskOptions:
                 option="retain_result",
                 got=retain_result,
             )
+        trigger = given.get("trigger", ALL_SUCCESS)
+        if trigger not in TRIGGER_RULES:
+            raise TaskDefinitionError(
+                f"'trigger' must be one of {', '.join(map(repr, TRIGGER_RULES))} (got "
+                f"{trigger!r}) for {where}.{suggest(str(trigger), TRIGGER_RULES)}",
+                option="trigger",
+                got=trigger,
+            )
         return cls(
             timeout_s=None if timeout_s is None else float(timeout_s),
             retries=retries,
@@ -110,6 +138,7 @@ class TaskOptions:
             retry_backoff=float(retry_backoff),
             retry_jitter=float(retry_jitter),
             retry_on=_exception_types(given.get("retry_on", (Exception,)), where),
+            trigger=trigger,
         )
 
     def options(self) -> dict[str, Any]:

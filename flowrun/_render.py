@@ -27,6 +27,7 @@ STATUS_COLOURS: dict[str, tuple[str, str, str]] = {
     "SUCCESS": ("#d3f9d8", "#2b8a3e", "#1b4332"),
     "FAILED": ("#ffe3e3", "#c92a2a", "#5c0a0a"),
     "SKIPPED": ("#f1f3f5", "#868e96", "#495057"),
+    "OMITTED": ("#e7f5ff", "#74c0fc", "#1864ab"),  # pale blue: left out, not wrong
     "RUNNING": ("#fff3bf", "#e67700", "#5c3c00"),
     "PENDING": ("#ffffff", "#adb5bd", "#495057"),
 }

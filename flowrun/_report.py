@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .state.records import FAILED, RUNNING, SKIPPED, SUCCESS, RunRecord
+from .state.records import FAILED, OMITTED, RUNNING, SKIPPED, SUCCESS, RunRecord
 
 __all__ = ["build_report", "run_status"]
 
 
 def run_status(statuses: Iterable[str]) -> str:
-    """FAILED if any task FAILED or was SKIPPED, SUCCESS if all succeeded, RUNNING otherwise."""
+    """FAILED if any task FAILED or was SKIPPED, SUCCESS if every task succeeded or was
+    OMITTED (left out on purpose), RUNNING otherwise."""
     seen = set(statuses)
     if FAILED in seen or SKIPPED in seen:
         return FAILED
-    return SUCCESS if seen <= {SUCCESS} else RUNNING
+    return SUCCESS if seen <= _DONE_WELL else RUNNING
+
+
+_DONE_WELL = frozenset({SUCCESS, OMITTED})
 
 
 def build_report(run: RunRecord) -> dict[str, Any]:

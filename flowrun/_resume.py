@@ -9,7 +9,7 @@ from typing import Any
 from ._call_plan import Inject
 from ._dag import DAG
 from .errors import UnknownTaskError
-from .state.records import RUNNING, SUCCESS, RunRecord, TaskRecord
+from .state.records import OMITTED, RUNNING, SUCCESS, RunRecord, TaskRecord
 
 __all__ = ["ResumePlan", "plan_resume"]
 
@@ -26,8 +26,9 @@ class ResumePlan:
 
 
 def plan_resume(old: RunRecord, full: DAG, from_tasks: Iterable[str] | None) -> ResumePlan:
-    """Keep the successful tasks of ``old`` that are not downstream of ``from_tasks`` (with
-    ``None``: every successful task) and plan the rest again; a kept task whose result was not
+    """Keep the final tasks of ``old`` (SUCCESS or OMITTED) that are not downstream of a task
+    run again: of ``from_tasks`` or of one that did not end well (so a cleanup or alert task
+    after a re-run one runs again too); plan the rest again. A kept task whose result was not
     retained is planned again too when a re-run task needs it. ``full`` is the DAG as it is
     registered now; a ``run_subgraph`` run resumes only its subgraph."""
     run_id = old.run_id
@@ -38,9 +39,9 @@ def plan_resume(old: RunRecord, full: DAG, from_tasks: Iterable[str] | None) -> 
             "open the store with SqliteStateStore(..., recover=True) first"
         )
     dag = full if old.targets is None else full.subgraph(old.targets)
-    failed = {n for n in dag.order if _status(old, n) != SUCCESS}
+    failed = {n for n in dag.order if _status(old, n) not in _KEPT}
     if from_tasks is None:
-        rerun = failed
+        rerun = dag.descendants(failed)
     else:
         if isinstance(from_tasks, str):
             raise TypeError(
@@ -62,7 +63,7 @@ def plan_resume(old: RunRecord, full: DAG, from_tasks: Iterable[str] | None) -> 
                 f"resume of run {run_id!r}: from_tasks is empty; pass None to re-run "
                 "every task that did not succeed"
             )
-        rerun = dag.descendants(names) | failed
+        rerun = dag.descendants([*names, *failed])
     _add_unretained_inputs(dag, old, rerun)
     plan = ResumePlan(dag, run_id)
     for name in dag.order:
@@ -72,6 +73,9 @@ def plan_resume(old: RunRecord, full: DAG, from_tasks: Iterable[str] | None) -> 
             if record.has_result:
                 plan.kept_results[name] = record.result
     return plan
+
+
+_KEPT = frozenset({SUCCESS, OMITTED})
 
 
 def _status(run: RunRecord, name: str) -> str | None:
@@ -91,6 +95,7 @@ def _add_unretained_inputs(dag: DAG, old: RunRecord, rerun: set[str]) -> None:
         else:
             needed = [p.dep for p in params if p.source is Inject.RESULT]
         for parent in needed:
-            if parent not in rerun and not old.tasks[parent].has_result:
+            record = old.tasks[parent]
+            if parent not in rerun and record.status == SUCCESS and not record.has_result:
                 rerun.add(parent)
                 stack.append(parent)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._attempt import Attempt, EscalatedError, Launcher, launch_async
 from ._clock import Clock
-from ._context import RunContext
+from ._context import RunContext, UpstreamState
 from ._dag import DAG
 from ._hooks import (
     DagEndEvent,
@@ -28,6 +28,7 @@ from ._hooks import (
     HookDispatcher,
     HookEvent,
     TaskFailureEvent,
+    TaskOmitEvent,
     TaskRetryEvent,
     TaskSkipEvent,
     TaskStartEvent,
@@ -36,9 +37,19 @@ from ._hooks import (
 from ._limits import Limiter
 from ._report import run_status
 from ._resume import ResumePlan
-from .errors import TaskTimeoutError, describe
+from ._triggers import decide
+from .errors import Omit, TaskTimeoutError, describe
 from .state.protocol import StateStoreProtocol
-from .state.records import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
+from .state.records import (
+    FAILED,
+    OMITTED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCESS,
+    RunRecord,
+    TaskRecord,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,6 +81,7 @@ class Run:
         self.specs = dag.specs
         self.parents = dag.parents
         self.children = dag.children
+        self.triggers = dag.triggers
         self.context = context if context is not None else RunContext(None)
         self.store = store
         self.clock = clock
@@ -84,9 +96,12 @@ class Run:
         self.kept: Mapping[str, TaskRecord] = {} if resume is None else resume.kept
         self.resumed_from = None if resume is None else resume.resumed_from
         # Working set: private to this run; the store stays the source of truth for reports.
-        self.status: dict[str, str] = dict.fromkeys(self.kept, SUCCESS)
+        self.status: dict[str, str] = {n: r.status for n, r in self.kept.items()}
         self.results: dict[str, Any] = {} if resume is None else dict(resume.kept_results)
-        self.waiting: dict[str, int] = {}
+        self.waiting: dict[str, int] = {}  # per task: parents whose outcome it still awaits
+        # Parents that did not succeed, counted only where a trigger rule needs them.
+        self.omitted_parents: set[str] = set()  # all_success tasks that will be OMITTED
+        self.errors: dict[str, str] = {}  # why a task FAILED, was SKIPPED or OMITTED
         self.consumers_left: dict[str, int] = {}
         self.ready: deque[tuple[str, int]] = deque()
         self.running: set[Attempt] = set()
@@ -155,6 +170,7 @@ class Run:
             )
         )
         self.store.flush()
+        undecided: list[str] = []
         if kept:  # resume: kept tasks neither wait nor are waited for
             waiting = {n: sum(p not in kept for p in parents[n]) for n in order if n not in kept}
             consumers = {}
@@ -163,13 +179,27 @@ class Run:
                 if count:
                     consumers[name] = count
             self.results = {n: r for n, r in self.results.items() if n in consumers}
+            for name in waiting:  # a kept OMITTED parent counts as omitted, its result None
+                omitted = [p for p in parents[name] if p in kept and kept[p].status == OMITTED]
+                if omitted:
+                    self.omitted_parents.add(name)
+                    self.results.update(dict.fromkeys(omitted, None))
+                    self.errors.update((p, kept[p].error or "") for p in omitted)
         else:
             waiting = {n: len(parents[n]) for n in order}
             consumers = {n: len(children[n]) for n in order if children[n]}
         self.waiting = waiting
         self.consumers_left = consumers
         self.status.update(dict.fromkeys(waiting, PENDING))
-        self.ready.extend((n, 1) for n, count in waiting.items() if count == 0)
+        triggers = self.triggers
+        for name, count in waiting.items():
+            if count == 0:
+                if name in triggers or name in self.omitted_parents:
+                    undecided.append(name)
+                else:
+                    self.ready.append((name, 1))
+        for name in undecided:
+            self._settle(name)
         if self.logger.isEnabledFor(logging.INFO):
             again = f" (resuming run {self.resumed_from})" if self.resumed_from else ""
             self.logger.info(
@@ -226,6 +256,12 @@ class Run:
         context = None
         if plan.wants_context:
             context = self.context.for_attempt(self.run_id, self.dag_name, name, number, self.clock)
+            parents = self.parents[name]
+            if name in self.triggers:
+                status, errors = self.status, self.errors
+                context.set_upstream({p: UpstreamState(status[p], errors.get(p)) for p in parents})
+            else:
+                context.set_upstream(parents)
         attempt = Attempt(
             self.loop, self.clock, self.run_id, spec, number, context, self._attempt_done
         )
@@ -271,6 +307,9 @@ class Run:
             return
         if isinstance(error, EscalatedError):
             error = error.original
+        if isinstance(error, Omit):
+            self._omitted_itself(attempt, error, finished_wall, duration)
+            return
         if not isinstance(error, Exception) or isinstance(error, asyncio.CancelledError):
             self._failed_for_good(attempt, error, finished_wall, duration)
             raise error
@@ -311,6 +350,7 @@ class Run:
             if name in self.consumers_left:
                 self.results[name] = result
             waiting = self.waiting
+            triggers = self.triggers
             for child in children:
                 left = waiting.get(child)
                 if left is None:
@@ -318,7 +358,10 @@ class Run:
                 left -= 1
                 waiting[child] = left
                 if left == 0:
-                    self.ready.append((child, 1))
+                    if child in triggers or child in self.omitted_parents:
+                        self._settle(child)
+                    else:
+                        self.ready.append((child, 1))
         self._consumed(name)
 
     def _consumed(self, name: str) -> None:
@@ -400,8 +443,9 @@ class Run:
         self._failure_event(attempt, duration, text, final=True)
         self.logger.warning("task %r failed after %d attempt(s): %s", name, attempt.number, text)
         self.logger.debug("traceback of task %r attempt %d:\n%s", name, attempt.number, trace)
+        self.errors[name] = text
         self._consumed(name)
-        self._skip_descendants(name, f"upstream task {name!r} failed")
+        self._propagate(name)
 
     def _failure_event(self, attempt: Attempt, duration: float, error: str, final: bool) -> None:
         if self.hooks.wants(TaskFailureEvent):
@@ -419,31 +463,101 @@ class Run:
                 )
             )
 
-    def _skip_descendants(self, name: str, reason: str) -> None:
-        status = self.status
-        skipped: list[str] = []
-        stack = list(self.children[name])
-        while stack:
-            child = stack.pop()
-            if status[child] != PENDING:
-                continue  # already skipped through another failed ancestor
-            status[child] = SKIPPED
-            skipped.append(child)
-            stack.extend(self.children[child])
-        if not skipped:
-            return
-        self._mark_skipped(skipped, reason)
+    def _omitted_itself(
+        self, attempt: Attempt, omit: Omit, finished: float, duration: float
+    ) -> None:
+        name = attempt.spec.name
+        reason = omit.reason or f"task {name!r} raised Omit"
+        self.store.mark_omitted(self.run_id, [name], reason, finished)
+        self.status[name] = OMITTED
+        self.errors[name] = reason
+        if self.hooks.wants(TaskOmitEvent):
+            self.events.append(TaskOmitEvent(self.run_id, self.dag_name, name, reason))
+        if self.log_info:
+            self.logger.info("task %r omitted itself (%.3fs): %s", name, duration, reason)
+        self._consumed(name)
+        self._propagate(name)
 
-    def _mark_skipped(self, skipped: list[str], reason: str) -> None:
-        self.store.mark_skipped(self.run_id, skipped, reason)
-        wants_event = self.hooks.wants(TaskSkipEvent)
+    def _settle(self, name: str) -> None:
+        """``name`` awaits no parent any more but has a rule or an omitted parent: run it, or
+        make it SKIPPED or OMITTED and carry that downstream."""
+        if self._decided_not_to_run(name):
+            self._record_not_run([name])
+            self._propagate(name)
+
+    def _decided_not_to_run(self, name: str) -> bool:
+        """Apply ``name``'s rule: queue it, or set its status and reason (the caller records)."""
+        status = self.status
+        outcome, reason = decide(
+            self.triggers.get(name), ((p, status.get(p, SUCCESS)) for p in self.parents[name])
+        )
+        if outcome is None:
+            self.ready.append((name, 1))
+            return False
+        status[name] = outcome
+        self.errors[name] = reason
+        return True
+
+    def _propagate(self, origin: str) -> None:
+        """``origin`` FAILED, was SKIPPED or OMITTED: tell its descendants, in one traversal.
+
+        An ``all_success`` child of a failure is SKIPPED at once (as the original product
+        skips); every other child counts the outcome and, once it awaits no parent, decides by
+        its rule. Children that end up not running carry it on.
+        """
+        status = self.status
+        waiting = self.waiting
+        triggers = self.triggers
+        consumers_left = self.consumers_left
+        reason = f"upstream task {origin!r} failed"
+        decided: list[str] = []
+        stack = [origin]
+        while stack:
+            name = stack.pop()
+            failure = status[name] != OMITTED
+            if name in consumers_left:
+                self.results[name] = None  # what a child that runs anyway receives
+            for child in self.children[name]:
+                if status[child] != PENDING:
+                    continue  # already decided, e.g. skipped through another failed parent
+                if failure and child not in triggers:
+                    status[child] = SKIPPED
+                    self.errors[child] = reason
+                else:
+                    if not failure:
+                        self.omitted_parents.add(child)
+                    waiting[child] -= 1
+                    if waiting[child] or not self._decided_not_to_run(child):
+                        continue
+                decided.append(child)
+                stack.append(child)
+        if decided:
+            self._record_not_run(decided)
+
+    def _record_not_run(self, names: list[str]) -> None:
+        """Store, announce and log tasks that became SKIPPED or OMITTED (``self.errors`` holds
+        why): one store call per status and reason, events in ``names`` order."""
+        status, errors = self.status, self.errors
+        groups: dict[tuple[str, str], list[str]] = {}
+        for name in names:
+            groups.setdefault((status[name], errors[name]), []).append(name)
+        for (outcome, reason), group in groups.items():
+            if outcome == SKIPPED:
+                self.store.mark_skipped(self.run_id, group, reason)
+            else:
+                self.store.mark_omitted(self.run_id, group, reason)
+        want_skip = self.hooks.wants(TaskSkipEvent)
+        want_omit = self.hooks.wants(TaskOmitEvent)
         log_info = self.logger.isEnabledFor(logging.INFO)
-        for child in skipped:
-            self._consumed(child)
-            if wants_event:
-                self.events.append(TaskSkipEvent(self.run_id, self.dag_name, child, reason))
+        for name in names:
+            self._consumed(name)
+            skipped = status[name] == SKIPPED
+            if want_skip if skipped else want_omit:
+                event = TaskSkipEvent if skipped else TaskOmitEvent
+                self.events.append(event(self.run_id, self.dag_name, name, errors[name]))
             if log_info:
-                self.logger.info("task %r skipped: %s", child, reason)
+                word = "skipped" if skipped else "omitted"
+                self.logger.info("task %r %s: %s", name, word, errors[name])
 
     def _give_up_creating(self, exc: BaseException) -> None:
         """The store failed while the run was being created (e.g. a database locked past its

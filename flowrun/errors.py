@@ -16,6 +16,7 @@ __all__ = [
     "DagValidationError",
     "DuplicateTaskError",
     "MissingDependencyError",
+    "Omit",
     "TaskCancelledError",
     "TaskDefinitionError",
     "TaskTimeoutError",
@@ -171,3 +172,16 @@ class DuplicateTaskError(DagValidationError):
             f"duplicate task name {task_name!r} in DAG {dag_name!r}: already registered by "
             f"{first}, now by {second}"
         )
+
+
+class Omit(Exception):
+    """Raised by a task to leave itself and its downstream out of the run on purpose.
+
+    The task gets the final status OMITTED with ``reason`` as its ``error``; it is not retried,
+    and it never fails the run. Its ``all_success`` children are OMITTED too; children with
+    another trigger rule decide by their rule (and receive ``None`` for its result).
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -708,6 +708,7 @@ def test_every_decorator_option_is_a_task_option_and_round_trips() -> None:
         "retry_backoff": 2.0,
         "retry_jitter": 0.0,
         "retry_on": (ValueError,),
+        "trigger": "all_success",
     }
     with engine.override("d", a=lambda: 2) as stubs:  # a stub keeps every option
         assert stubs["a"].options() == spec.options()

@@ -21,6 +21,7 @@ from support import WAIT_S, WALL_START, new_clock
 from flowrun import (
     Engine,
     InMemoryStateStore,
+    Omit,
     SqliteStateStore,
     StateStoreProtocol,
     UnknownRunError,
@@ -196,6 +197,53 @@ async def test_resume_reruns_only_what_did_not_succeed(
     assert etl.calls == {"extract": 1, "audit": 1, "transform": 2, "load": 1}
     assert store.load_run(resumed_id).resumed_from == failed_id
     assert engine.get_run_report(failed_id)["status"] == "FAILED"  # the old run is unchanged
+
+
+async def test_omitted_tasks_and_trigger_rules_are_stored_and_resumed_in_another_process(
+    engine: Engine, store: StateStoreProtocol
+) -> None:
+    scope = engine.dag("branches")
+    calls: Counter[str] = Counter()
+
+    @scope.task()
+    def poll() -> None:
+        calls["poll"] += 1
+        raise Omit("no new files")
+
+    @scope.task(deps=[poll])
+    def parse() -> None:
+        calls["parse"] += 1
+
+    @scope.task()
+    def flaky() -> int:
+        calls["flaky"] += 1
+        if calls["flaky"] == 1:
+            raise RuntimeError("down")
+        return 1
+
+    @scope.task(deps=[parse, flaky], trigger="all_done")
+    def cleanup(parse: None, flaky: int | None) -> str:
+        calls["cleanup"] += 1
+        return f"flaky={flaky}"
+
+    first = await engine.run_once("branches")
+    with reopened(store) as other:
+        record = other.load_run(first)
+        assert {n: t.status for n, t in record.tasks.items()} == {
+            "poll": "OMITTED",
+            "flaky": "FAILED",
+            "parse": "OMITTED",
+            "cleanup": "SUCCESS",
+        }
+        assert record.tasks["poll"].error == "no new files"
+        assert record.tasks["poll"].finished_at is not None
+        assert record.tasks["parse"].error == "upstream task 'poll' was omitted"
+        assert record.status == "FAILED"
+    again = await engine.resume(first)
+    report = engine.get_run_report(again)
+    assert report["status"] == "SUCCESS"  # OMITTED never fails a run
+    assert report["tasks"]["cleanup"]["result"] == "flaky=1"
+    assert calls == {"poll": 1, "flaky": 2, "cleanup": 2}  # parse never ran
 
 
 async def test_resume_from_tasks_reruns_them_and_their_descendants(engine: Engine) -> None:

@@ -19,6 +19,7 @@ from .._hooks import (
     DagStartEvent,
     RunHook,
     TaskFailureEvent,
+    TaskOmitEvent,
     TaskRetryEvent,
     TaskSkipEvent,
     TaskStartEvent,
@@ -95,6 +96,10 @@ class PlainProgress(_Progress):
 
     def on_task_skip(self, event: TaskSkipEvent) -> None:
         self._line(f"skipped {event.task_name}: {event.reason}")
+
+    def on_task_omit(self, event: TaskOmitEvent) -> None:
+        self.done += 1
+        self._line(f"omitted {event.task_name}: {event.reason} [{self.done}/{self.total} done]")
 
     def on_dag_end(self, event: DagEndEvent) -> None:
         self._line(f"run {event.run_id} {event.status} in {event.duration_s:.2f}s")
@@ -202,6 +207,10 @@ class LiveProgress(_Progress):
     def on_task_skip(self, event: TaskSkipEvent) -> None:
         self.skipped += 1
         self._say(f"skipped {event.task_name}: {event.reason}")
+
+    def on_task_omit(self, event: TaskOmitEvent) -> None:
+        self.done += 1  # final and as intended: it counts as done
+        self._say(f"omitted {event.task_name}: {event.reason}")
 
     def on_dag_end(self, event: DagEndEvent) -> None:
         if self._ticker is not None:

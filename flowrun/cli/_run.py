@@ -178,7 +178,7 @@ def task_summary(report: dict[str, Any]) -> str:
     counts: dict[str, int] = {}
     for info in report["tasks"].values():
         counts[info["status"]] = counts.get(info["status"], 0) + 1
-    words = {"SUCCESS": "ok", "FAILED": "failed", "SKIPPED": "skipped"}
+    words = {"SUCCESS": "ok", "FAILED": "failed", "SKIPPED": "skipped", "OMITTED": "omitted"}
     return ", ".join(f"{n} {words.get(s, s.lower())}" for s, n in counts.items())
 
 

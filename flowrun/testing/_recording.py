@@ -10,6 +10,7 @@ from .._hooks import (
     HookEvent,
     RunHook,
     TaskFailureEvent,
+    TaskOmitEvent,
     TaskRetryEvent,
     TaskSkipEvent,
     TaskStartEvent,
@@ -46,6 +47,9 @@ class RecordingHook(RunHook):
     def on_task_skip(self, event: TaskSkipEvent) -> None:
         self.events.append(event)
 
+    def on_task_omit(self, event: TaskOmitEvent) -> None:
+        self.events.append(event)
+
     def of(self, event_type: type[E]) -> list[E]:
         """The events of one type, e.g. ``hook.of(TaskRetryEvent)``."""
         return [e for e in self.events if isinstance(e, event_type)]
@@ -60,7 +64,7 @@ class RecordingHook(RunHook):
         ]
 
     def for_task(self, name: str) -> list[HookEvent]:
-        """Every event about task ``name`` (start, success, retry, failure, skip)."""
+        """Every event about task ``name`` (start, success, retry, failure, skip, omit)."""
         return [e for e in self.events if getattr(e, "task_name", None) == name]
 
     def task_order(self) -> list[str]:
