@@ -20,6 +20,7 @@ travel by value). cloudpickle is imported lazily, so the core stays stdlib-only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import importlib
@@ -28,16 +29,18 @@ import io
 import pickle
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, cast
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, TypeVar, cast
 
 from ._clock import Clock
 from ._context import RunContext
-from ._pool import DaemonThreadPool
 from ._task import TaskSpec
+from ._threads import DaemonThreadPool
 from .errors import TaskTimeoutError, describe
 
 __all__ = ["Attempt", "EscalatedError", "Launcher", "SyncCall", "launch_async", "launcher_for"]
+
+T = TypeVar("T")
 
 THREAD_POOLS = (ThreadPoolExecutor, DaemonThreadPool)
 """Executors whose workers are threads of this process: tasks there get the caller's
@@ -60,6 +63,8 @@ class Attempt:
     """One execution of a task; also the done-callback of its future."""
 
     __slots__ = (
+        "abandoned",
+        "call_over",
         "clock",
         "context",
         "executor_name",
@@ -68,12 +73,14 @@ class Attempt:
         "loop",
         "number",
         "on_done",
+        "on_return",
         "run_id",
         "spec",
         "start_mono",
         "start_wall",
         "timed_out",
         "timer",
+        "track_return",
     )
 
     def __init__(
@@ -100,6 +107,12 @@ class Attempt:
         self.timed_out = False
         self.finished = False
         self.timer: asyncio.TimerHandle | None = None
+        # Set for a sync attempt holding pool slots: whether its call really returned (a
+        # timed-out or abandoned one runs on in its thread or worker), and what to do then.
+        self.track_return = False
+        self.abandoned = False
+        self.call_over = False
+        self.on_return: Callable[[], None] | None = None
 
     def __call__(self, future: asyncio.Future[Any]) -> None:
         """Done-callback of the attempt's future."""
@@ -146,6 +159,7 @@ class Attempt:
         discarded, a sync one is told to stop (``context.cancelled()``), an async one is
         cancelled."""
         self.finished = True
+        self.abandoned = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -153,6 +167,21 @@ class Attempt:
             self.context.cancel()
         if self.future is not None and not self.future.done():
             self.future.cancel()
+
+    def call_returned(self) -> None:
+        """On the loop, once the call itself is over (returned, raised or never started)."""
+        self.call_over = True
+        callback, self.on_return = self.on_return, None
+        if callback is not None:
+            callback()
+
+    def when_call_returns(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the call is over: now if it is (or was never tracked), else
+        when its thread or worker really returns."""
+        if self.track_return and not self.call_over and (self.timed_out or self.abandoned):
+            self.on_return = callback
+        else:
+            callback()
 
     def on_thread_start(self) -> None:
         """Called on the loop when a worker thread starts a sync attempt with a timeout."""
@@ -213,8 +242,13 @@ def launcher_for(executor: Executor) -> Launcher:
         ) -> asyncio.Future[Any]:
             ctx = contextvars.copy_context()
             spec = attempt.spec
+            clock, func = attempt.clock, spec.func
+            if attempt.track_return:
+                return _submit_tracked(
+                    executor, attempt, ctx.run, _run_sync, attempt, clock, func, args, kwargs
+                )
             return attempt.loop.run_in_executor(
-                executor, ctx.run, _run_sync, attempt, attempt.clock, spec.func, args, kwargs
+                executor, ctx.run, _run_sync, attempt, clock, func, args, kwargs
             )
 
         return on_thread
@@ -229,12 +263,48 @@ def launcher_for(executor: Executor) -> Launcher:
         attempt.executor_name = name
         key = f"{attempt.run_id}/{spec.name}/{attempt.number}"
         call = SyncCall(key, spec.name, spec.func, args, kwargs, pickler=pickler)
-        future = attempt.loop.run_in_executor(executor, call)
+        if attempt.track_return:
+            future = _submit_tracked(executor, attempt, call)
+        else:
+            future = attempt.loop.run_in_executor(executor, call)
         if spec.timeout_s is not None:
             attempt.timer = attempt.loop.call_later(spec.timeout_s, attempt.time_out)
         return future
 
     return pickled
+
+
+def _submit_tracked(
+    executor: Executor, attempt: Attempt, fn: Callable[..., Any], *args: Any
+) -> asyncio.Future[Any]:
+    """``loop.run_in_executor`` that also tells the attempt when the call is really over,
+    however the asyncio side ended (a timeout or a cancellation does not stop a call that
+    started). It goes through the loop's own ``run_in_executor`` (a virtual-time loop counts
+    the work in flight there) and catches the executor's future on the way."""
+    loop = attempt.loop
+    catcher = _FutureCatcher(executor)
+    future = loop.run_in_executor(catcher, fn, *args)
+
+    def over(_: object) -> None:  # in the worker thread, or wherever the work was cancelled
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for the slots
+            loop.call_soon_threadsafe(attempt.call_returned)
+
+    assert catcher.work is not None
+    catcher.work.add_done_callback(over)
+    return future
+
+
+class _FutureCatcher(Executor):
+    """Submits to ``executor`` and keeps the ``concurrent.futures.Future`` it returns."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.work: Future[Any] | None = None
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        work = self.executor.submit(fn, *args, **kwargs)
+        self.work = work
+        return work
 
 
 def _run_sync(

@@ -29,7 +29,7 @@ class DAG:
     every run of it shares it, so a caller must not be able to edit it under them.
     """
 
-    __slots__ = ("children", "name", "order", "parents", "specs", "targets", "triggers")
+    __slots__ = ("children", "name", "order", "parents", "pooled", "specs", "targets", "triggers")
 
     def __init__(
         self,
@@ -48,6 +48,9 @@ class DAG:
         # Only the tasks whose rule is not all_success: the run's per-edge path looks them up.
         self.triggers: Mapping[str, str] = MappingProxyType(
             {n: s.trigger for n, s in specs.items() if s.trigger != ALL_SUCCESS}
+        )
+        self.pooled: Mapping[str, tuple[str, int]] = MappingProxyType(
+            {n: (s.pool, s.pool_slots) for n, s in specs.items() if s.pool is not None}
         )
 
     def __setattr__(self, name: str, value: object) -> None:

@@ -18,10 +18,9 @@ from ._clock import Clock, SystemClock
 from ._context import ContextSource, RunContext, open_context
 from ._dag import DAG, build_dag
 from ._hooks import HookDispatcher, RunHook
-from ._limits import Limiter
+from ._limits import Limiter, Pool
 from ._options import TaskOptionsDict
 from ._overrides import override_tasks
-from ._pool import DaemonThreadPool
 from ._render import render_dag, render_run
 from ._report import build_report
 from ._resume import ResumePlan, plan_resume
@@ -32,7 +31,8 @@ from ._task import (
     TaskSpec,
     TaskTemplate,
 )
-from .errors import UnknownDagError, suggest
+from ._threads import DaemonThreadPool
+from .errors import PoolError, UnknownDagError, suggest
 from .state.memory import InMemoryStateStore
 from .state.protocol import StateStoreProtocol
 from .state.records import FINISHED_STATUSES, RUNNING
@@ -112,7 +112,7 @@ class Engine:
         config = self.config
         if max_parallel is not None:
             config = SchedulerConfig(max_parallel=max_parallel, max_workers=config.max_workers)
-        return Engine(
+        derived = Engine(
             registry=self.registry,
             config=config,
             executor=self.executor,
@@ -121,6 +121,9 @@ class Engine:
             logger=self.logger,
             clock=self.clock,
         )
+        for name, slots in self.pools.items():
+            derived.pool(name, slots=slots)
+        return derived
 
     # -- registration --------------------------------------------------------------------
     @overload
@@ -196,14 +199,54 @@ class Engine:
         version = self.registry.version
         cached = self._dag_cache.get(name)
         if cached is not None and cached[0] == version:
-            return cached[1]
+            dag = cached[1]
+            if dag.pooled:  # pools may have been declared since (or tasks named one later)
+                self._check_pools(dag)
+            return dag
         dag = build_dag(name, self.registry.tasks_of(name), self.registry.all_dags())
+        self._check_pools(dag)
         self._dag_cache[name] = (version, dag)
         return dag
 
     def validate(self, dag_name: str) -> None:
         """Raise a ``DagValidationError`` (or ``UnknownDagError``) if the DAG cannot run."""
         self.get_dag(dag_name)
+
+    # -- pools -------------------------------------------------------------------------------
+    def pool(self, name: str, *, slots: int) -> None:
+        """Declare a pool: at most ``slots`` slots taken at once by the tasks that name it
+        (``@task(pool=name, pool_slots=1)``), across every DAG and run of this engine.
+
+        Declaring it again with the same slots does nothing (a module imported twice); with
+        other slots it raises, since running tasks already count on the first number."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a pool name must be a non-empty string (got {name!r})")
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"pool {name!r}: 'slots' must be an int >= 1 (got {slots!r})")
+        pools = self._limiter.pools
+        known = pools.get(name)
+        if known is not None:
+            if known.slots != slots:
+                raise ValueError(
+                    f"pool {name!r} is already declared with slots={known.slots}; declare "
+                    f"each pool once (got slots={slots})"
+                )
+            return
+        pools[name] = Pool(name, slots)
+
+    @property
+    def pools(self) -> Mapping[str, int]:
+        """Each declared pool's number of slots."""
+        return {name: pool.slots for name, pool in self._limiter.pools.items()}
+
+    def _check_pools(self, dag: DAG) -> None:
+        pools = self._limiter.pools
+        for task, (name, wanted) in dag.pooled.items():
+            pool = pools.get(name)
+            if pool is None:
+                raise PoolError(dag.name, task, name, sorted(pools), wanted)
+            if wanted > pool.slots:
+                raise PoolError(dag.name, task, name, sorted(pools), wanted, pool.slots)
 
     def list_tasks(self, dag_name: str) -> list[str]:
         """Task names in topological order."""

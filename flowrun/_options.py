@@ -46,6 +46,8 @@ class TaskOptionsDict(TypedDict, total=False):
     retry_jitter: float
     retry_on: Iterable[type[BaseException]] | type[BaseException]
     trigger: TriggerRule
+    pool: str | None
+    pool_slots: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ class TaskOptions:
     retry_jitter: float = 0.0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     trigger: TriggerRule = ALL_SUCCESS
+    pool: str | None = None
+    pool_slots: int = 1
 
     @classmethod
     def checked(cls, where: str, given: Mapping[str, Any]) -> TaskOptions:
@@ -130,6 +134,28 @@ class TaskOptions:
                 option="trigger",
                 got=trigger,
             )
+        pool = given.get("pool")
+        if pool is not None and (not isinstance(pool, str) or not pool):
+            raise TaskDefinitionError(
+                f"'pool' must be the name of a pool (engine.pool(name, slots=...)) or None "
+                f"(got {pool!r}) for {where}",
+                option="pool",
+                got=pool,
+            )
+        pool_slots = given.get("pool_slots", 1)
+        if isinstance(pool_slots, bool) or not isinstance(pool_slots, int) or pool_slots < 1:
+            raise TaskDefinitionError(
+                f"'pool_slots' must be an int >= 1 (got {pool_slots!r}) for {where}",
+                option="pool_slots",
+                got=pool_slots,
+            )
+        if pool is None and pool_slots != 1:
+            raise TaskDefinitionError(
+                f"'pool_slots' needs a 'pool' (got pool_slots={pool_slots!r} without one) for "
+                f"{where}; name the pool the task takes its slots from: pool='...'",
+                option="pool_slots",
+                got=pool_slots,
+            )
         return cls(
             timeout_s=None if timeout_s is None else float(timeout_s),
             retries=retries,
@@ -139,6 +165,8 @@ class TaskOptions:
             retry_jitter=float(retry_jitter),
             retry_on=_exception_types(given.get("retry_on", (Exception,)), where),
             trigger=trigger,
+            pool=pool,
+            pool_slots=pool_slots,
         )
 
     def options(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def build_report(run: RunRecord) -> dict[str, Any]:
             "error": rec.error,
             "result": rec.result,
             "traceback": rec.traceback,
+            "queued_s": rec.queued_s,
         }
     return {
         "run_id": run.run_id,

@@ -34,7 +34,7 @@ from ._hooks import (
     TaskStartEvent,
     TaskSuccessEvent,
 )
-from ._limits import Limiter
+from ._limits import Limiter, ReadyEntry
 from ._report import run_status
 from ._resume import ResumePlan
 from ._triggers import decide
@@ -103,7 +103,13 @@ class Run:
         self.omitted_parents: set[str] = set()  # all_success tasks that will be OMITTED
         self.errors: dict[str, str] = {}  # why a task FAILED, was SKIPPED or OMITTED
         self.consumers_left: dict[str, int] = {}
-        self.ready: deque[tuple[str, int]] = deque()
+        self.ready: deque[ReadyEntry] = deque()
+        self.now = 0.0  # monotonic time of the batch being handled: when its tasks got ready
+        self.pooled = dag.pooled  # task -> (pool, slots), for the tasks of a pool
+        self.pool_held: set[str] = set()  # ready or running tasks that hold their pool slots
+        self.parked = 0  # ready tasks queued for their pool (in the limiter, not in ready)
+        self.queued: dict[str, float] = {}  # seconds each task waited for slots, if any
+        self.closed = False
         self.running: set[Attempt] = set()
         self.sleeping: set[asyncio.Task[None]] = set()
         self.completed: list[Attempt] = []
@@ -129,6 +135,14 @@ class Run:
         self.completed.append(attempt)
         self.wake()
 
+    def pool_granted(self, entry: ReadyEntry) -> None:
+        """The limiter gave a parked task its pool slots: it is first in line for an engine
+        slot."""
+        self.parked -= 1
+        self.pool_held.add(entry[0])
+        self.ready.appendleft(entry)
+        self.wake()
+
     # -- the run ---------------------------------------------------------------------------
     async def execute(self) -> str:
         started = self.clock.monotonic()
@@ -149,6 +163,7 @@ class Run:
         return self.run_id
 
     def _create(self) -> None:
+        self.now = self.clock.monotonic()
         dag = self.dag
         order = dag.order
         parents = dag.parents
@@ -197,7 +212,7 @@ class Run:
                 if name in triggers or name in self.omitted_parents:
                     undecided.append(name)
                 else:
-                    self.ready.append((name, 1))
+                    self.ready.append((name, 1, self.now))
         for name in undecided:
             self._settle(name)
         if self.logger.isEnabledFor(logging.INFO):
@@ -218,7 +233,7 @@ class Run:
             if self.events:
                 await self._emit()
             if not self.completed and not self.poked:
-                if not (self.running or self.ready or self.sleeping):
+                if not (self.running or self.ready or self.sleeping or self.parked):
                     return
                 self.waiter = loop.create_future()
                 try:
@@ -226,6 +241,7 @@ class Run:
                 finally:
                     self.waiter = None
             self.poked = False
+            self.now = self.clock.monotonic()
             batch, self.completed = self.completed, []
             for attempt in batch:
                 self._handle(attempt)
@@ -238,19 +254,36 @@ class Run:
             await self.hooks.emit(event)
 
     def _pump(self) -> None:
-        """Launch ready tasks while the engine has free slots."""
+        """Launch ready tasks while the engine has free slots; a task of a pool takes its
+        pool slots first, or is parked in the pool's queue without holding an engine slot."""
         ready = self.ready
-        acquire = self.limiter.acquire
+        limiter = self.limiter
+        acquire = limiter.acquire
+        pooled = self.pooled
+        now = self.now
         while ready:
+            if pooled:
+                entry = ready[0]
+                name = entry[0]
+                if name in pooled and name not in self.pool_held:
+                    ready.popleft()
+                    pool, slots = pooled[name]
+                    if not limiter.take_pool(self, pool, slots, entry):
+                        self.parked += 1
+                        continue
+                    self.pool_held.add(name)
+                    ready.appendleft(entry)
             if not acquire(self):
                 return
-            name, number = ready.popleft()
+            name, number, since = ready.popleft()
+            if since < now:
+                self.queued[name] = self.queued.get(name, 0.0) + (now - since)
             self._launch(name, number)
 
     def _launch(self, name: str, number: int) -> None:
         spec = self.specs[name]
         now = self.clock.time()
-        self.store.mark_running(self.run_id, name, number, now)
+        self.store.mark_running(self.run_id, name, number, now, self.queued.get(name, 0.0))
         self.status[name] = RUNNING
         plan = spec.plan
         context = None
@@ -266,6 +299,8 @@ class Run:
             self.loop, self.clock, self.run_id, spec, number, context, self._attempt_done
         )
         self.running.add(attempt)
+        if name in self.pool_held and not spec.is_async:
+            attempt.track_return = True  # its pool slots stay taken until the call returns
         if plan.params:
             args, kwargs = plan.build(context, self.results, self.parents[name])
         else:
@@ -291,6 +326,8 @@ class Run:
         self.limiter.release()
         spec = attempt.spec
         name = spec.name
+        if name in self.pool_held:
+            self._release_pool(attempt)
         finished_wall = self.clock.time()
         duration = max(0.0, self.clock.monotonic() - attempt.start_mono)
         error: BaseException | None
@@ -317,6 +354,16 @@ class Run:
             self._retry(attempt, error, finished_wall, duration)
         else:
             self._failed_for_good(attempt, error, finished_wall, duration)
+
+    def _release_pool(self, attempt: Attempt) -> None:
+        """Give the attempt's pool slots back: a sync call abandoned after its timeout (or an
+        aborted run) keeps them until its thread or worker really returns, since it may still
+        be using what the pool protects."""
+        name = attempt.spec.name
+        self.pool_held.discard(name)
+        pool, slots = self.pooled[name]
+        release = self.limiter.release_pool
+        attempt.when_call_returns(lambda: release(pool, slots))
 
     def _record_success(self, attempt: Attempt, result: Any, finished: float) -> Exception | None:
         """Store a successful attempt; what the store raised instead (e.g. a result its
@@ -361,7 +408,7 @@ class Run:
                     if child in triggers or child in self.omitted_parents:
                         self._settle(child)
                     else:
-                        self.ready.append((child, 1))
+                        self.ready.append((child, 1, self.now))
         self._consumed(name)
 
     def _consumed(self, name: str) -> None:
@@ -418,7 +465,7 @@ class Run:
             sleeper = self.loop.create_task(self._ready_after(name, nxt, delay))
             self.sleeping.add(sleeper)
         else:
-            self.ready.append((name, nxt))
+            self.ready.append((name, nxt, self.now))
 
     async def _ready_after(self, name: str, number: int, delay: float) -> None:
         try:
@@ -429,7 +476,7 @@ class Run:
             current = asyncio.current_task()
             if current is not None:
                 self.sleeping.discard(current)
-        self.ready.append((name, number))
+        self.ready.append((name, number, self.clock.monotonic()))
         self.wake()
 
     def _failed_for_good(
@@ -492,7 +539,7 @@ class Run:
             self.triggers.get(name), ((p, status.get(p, SUCCESS)) for p in self.parents[name])
         )
         if outcome is None:
-            self.ready.append((name, 1))
+            self.ready.append((name, 1, self.now))
             return False
         status[name] = outcome
         self.errors[name] = reason
@@ -595,6 +642,11 @@ class Run:
         self.sleeping.clear()
         self._settle_in_flight(what)
         self._skip_pending(what)
+        self.closed = True  # pools no longer grant it slots
+        for name, _, _ in self.ready:
+            if name in self.pool_held:  # ready, holding pool slots, not launched
+                self.pool_held.discard(name)
+                self.limiter.release_pool(*self.pooled[name])
         self.ready.clear()
         self.limiter.give_back(self)
         self.events = []
@@ -612,6 +664,9 @@ class Run:
             self.running.discard(attempt)
             self.limiter.release()
             name = attempt.spec.name
+            if name in self.pool_held:
+                attempt.abandoned = not attempt.succeeded()
+                self._release_pool(attempt)
             error_text = f"CancelledError: {what} while task {name!r} was running"
             trace = None
             future = attempt.future

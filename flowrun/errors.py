@@ -17,6 +17,7 @@ __all__ = [
     "DuplicateTaskError",
     "MissingDependencyError",
     "Omit",
+    "PoolError",
     "TaskCancelledError",
     "TaskDefinitionError",
     "TaskTimeoutError",
@@ -73,6 +74,41 @@ class CycleError(DagValidationError):
         self.cycle = list(cycle)
         path = " -> ".join(self.cycle)
         super().__init__(f"DAG {dag_name!r} has a cycle: {path}")
+
+
+class PoolError(DagValidationError):
+    """A task names a pool the engine does not have (``pool`` is None when ``available`` is
+    fine but the task wants more slots, ``slots``, than the pool has, ``pool_slots``)."""
+
+    def __init__(
+        self,
+        dag_name: str,
+        task_name: str,
+        pool: str,
+        available: Sequence[str],
+        wanted: int = 1,
+        slots: int | None = None,
+    ) -> None:
+        self.dag_name = dag_name
+        self.task_name = task_name
+        self.pool = pool
+        self.available = list(available)
+        self.wanted = wanted
+        self.slots = slots
+        where = f"task {task_name!r} in DAG {dag_name!r}"
+        if slots is None:
+            listed = ", ".join(repr(p) for p in self.available) or "none"
+            message = (
+                f"{where} names pool {pool!r}, which the engine does not have (pools: "
+                f"{listed}); declare it with engine.pool({pool!r}, slots=N)."
+                f"{suggest(pool, available)}"
+            )
+        else:
+            message = (
+                f"{where} takes pool_slots={wanted} of pool {pool!r}, which has only "
+                f"{slots} slot(s): it could never run; lower pool_slots or raise the pool's slots"
+            )
+        super().__init__(message)
 
 
 class UnknownDagError(ValueError):

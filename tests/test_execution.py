@@ -24,7 +24,16 @@ from flowrun import (
 from flowrun.testing import RecordingHook
 
 REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
-TASK_KEYS = {"status", "attempt", "started_at", "finished_at", "error", "result", "traceback"}
+TASK_KEYS = {
+    "status",
+    "attempt",
+    "started_at",
+    "finished_at",
+    "error",
+    "result",
+    "traceback",  # flowrun's additions to the seed's task fields: the full traceback...
+    "queued_s",  # ...and the seconds the task waited for slots
+}
 
 
 # -- sync and async tasks, results ------------------------------------------------------------

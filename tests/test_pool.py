@@ -9,7 +9,7 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from flowrun._pool import DaemonThreadPool
+from flowrun._threads import DaemonThreadPool
 
 
 def test_runs_calls_and_reports_results_and_exceptions() -> None:
@@ -68,7 +68,7 @@ def test_bad_size_is_refused() -> None:
 def test_a_blocked_worker_does_not_keep_the_interpreter_alive() -> None:
     script = (
         "import threading\n"
-        "from flowrun._pool import DaemonThreadPool\n"
+        "from flowrun._threads import DaemonThreadPool\n"
         "pool = DaemonThreadPool(1)\n"
         "started = threading.Event()\n"
         "pool.submit(lambda: (started.set(), threading.Event().wait()))\n"

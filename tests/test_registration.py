@@ -709,6 +709,8 @@ def test_every_decorator_option_is_a_task_option_and_round_trips() -> None:
         "retry_jitter": 0.0,
         "retry_on": (ValueError,),
         "trigger": "all_success",
+        "pool": None,
+        "pool_slots": 1,
     }
     with engine.override("d", a=lambda: 2) as stubs:  # a stub keeps every option
         assert stubs["a"].options() == spec.options()

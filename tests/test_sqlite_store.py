@@ -753,8 +753,10 @@ async def test_a_version_1_database_gains_task_deps_and_keeps_its_runs(tmp_path:
         }
         assert all(t.deps == () for t in store.load_run("old").tasks.values())
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
-        assert "deps" in [row[1] for row in conn.execute("PRAGMA table_info(tasks)")]
+        assert conn.execute("PRAGMA user_version").fetchone() == (sqlite_module.SCHEMA_VERSION,)
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(tasks)")]
+        assert "deps" in columns
+        assert "queued_s" in columns
         rows = conn.execute("SELECT name, deps FROM tasks ORDER BY run, position").fetchall()
     assert rows == [
         ("first", None),

@@ -60,6 +60,7 @@ class ResultCodec:
                 rec.traceback,
                 blob,
                 self.format if blob is not None else None,
+                rec.queued_s,
                 rec.deps,
             )
         return RunRow(
@@ -89,6 +90,7 @@ class ResultCodec:
                 result,
                 t.blob is not None,
                 t.deps,
+                t.queued_s or 0.0,
             )
         return RunRecord(
             run.run_id,

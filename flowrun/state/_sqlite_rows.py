@@ -22,20 +22,22 @@ Owner = tuple[int, str | None, str]
 """The process that creates a run: pid, start time, host (see ``_sqlite_recovery``)."""
 
 _RUN_COLUMNS = "id, run_id, dag_name, created_at, status, finished_at, targets, resumed_from"
-_STATE = "status, attempt, started_at, finished_at, error, traceback, result, result_format"
+_STATE = (
+    "status, attempt, started_at, finished_at, error, traceback, result, result_format, queued_s"
+)
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, dag_name, created_at, status, finished_at, targets, "
     "resumed_from, owner_pid, owner_started, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TASK = (
-    f"INSERT INTO tasks ({_STATE}, run, position, name, deps) VALUES ({', '.join('?' * 12)})"
+    f"INSERT INTO tasks ({_STATE}, run, position, name, deps) VALUES ({', '.join('?' * 13)})"
 )
 _INSERT_NEW_TASK = (
     "INSERT INTO tasks (run, position, name, status, attempt, deps) VALUES (?, ?, ?, ?, 0, ?)"
 )
 _UPDATE_TASK = (
     "UPDATE tasks SET status = ?, attempt = ?, started_at = ?, finished_at = ?, error = ?, "
-    "traceback = ?, result = ?, result_format = ? WHERE run = ? AND position = ?"
+    "traceback = ?, result = ?, result_format = ?, queued_s = ? WHERE run = ? AND position = ?"
 )
 _UPDATE_RUN = "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?"
 
@@ -54,6 +56,7 @@ class TaskRow:
     traceback: str | None
     blob: bytes | None
     fmt: str | None  # the serializer name that encoded ``blob``
+    queued_s: float | None = None  # seconds waited for slots (NULL in rows of schema < 3)
     deps: tuple[str, ...] = ()  # written once with the row, never updated
     dirty: bool = False
 
@@ -116,11 +119,21 @@ def _insert(conn: sqlite3.Connection, run: RunRow, owner: Owner) -> int:
     return key
 
 
-_NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None)
+_NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None, None)
 
 
 def _state(t: TaskRow) -> tuple[Any, ...]:
-    return (t.status, t.attempt, t.started_at, t.finished_at, t.error, t.traceback, t.blob, t.fmt)
+    return (
+        t.status,
+        t.attempt,
+        t.started_at,
+        t.finished_at,
+        t.error,
+        t.traceback,
+        t.blob,
+        t.fmt,
+        t.queued_s or None,  # 0: NULL, like a new row
+    )
 
 
 def select_run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:

@@ -49,9 +49,16 @@ def _add_task_deps(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE tasks ADD COLUMN deps TEXT")
 
 
+def _add_queued_s(conn: sqlite3.Connection) -> None:
+    """Version 3: the seconds each task waited for slots (engine or pool); NULL in older rows,
+    read back as 0."""
+    conn.execute("ALTER TABLE tasks ADD COLUMN queued_s REAL")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _add_task_deps,
+    3: _add_queued_s,
 }
 """Version N -> the step that upgrades a version N-1 database to N."""
 

@@ -31,11 +31,14 @@ class InMemoryStateStore:
                 raise UnknownRunError(run_id) from None
             raise KeyError(f"run {run_id!r} has no task {task!r}") from None
 
-    def mark_running(self, run_id: str, task: str, attempt: int, started_at: float) -> None:
+    def mark_running(
+        self, run_id: str, task: str, attempt: int, started_at: float, queued_s: float = 0.0
+    ) -> None:
         rec = self._task(run_id, task)
         rec.status = RUNNING
         rec.attempt = attempt
         rec.started_at = started_at
+        rec.queued_s = queued_s
         rec.finished_at = None
         rec.error = None
         rec.traceback = None
@@ -168,6 +171,7 @@ def _snapshot(run: RunRecord) -> RunRecord:
             _copy_result(rec.result),
             rec.has_result,
             rec.deps,
+            rec.queued_s,
         )
     return RunRecord(
         run.run_id,

@@ -21,8 +21,11 @@ class StateStoreProtocol(Protocol):
         """Store a new run with its task records (PENDING, or kept by ``resume``)."""
         ...
 
-    def mark_running(self, run_id: str, task: str, attempt: int, started_at: float) -> None:
-        """An attempt was launched."""
+    def mark_running(
+        self, run_id: str, task: str, attempt: int, started_at: float, queued_s: float = 0.0
+    ) -> None:
+        """An attempt was launched; ``queued_s``: the seconds the task has waited for slots so
+        far, over all its attempts."""
         ...
 
     def mark_success(

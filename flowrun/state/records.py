@@ -41,6 +41,7 @@ class TaskRecord:
     result: Any = None
     has_result: bool = False
     deps: tuple[str, ...] = ()
+    queued_s: float = 0.0  # seconds the task waited for slots (engine or pool), all attempts
 
 
 @dataclass(slots=True)

@@ -152,10 +152,13 @@ class SqliteStateStore:
             self._pending[run_id] = run
         return rec
 
-    def mark_running(self, run_id: str, task: str, attempt: int, started_at: float) -> None:
+    def mark_running(
+        self, run_id: str, task: str, attempt: int, started_at: float, queued_s: float = 0.0
+    ) -> None:
         with self._lock:
             rec = self._task(run_id, task)
             rec.status, rec.attempt, rec.started_at = RUNNING, attempt, started_at
+            rec.queued_s = queued_s
             rec.finished_at = rec.error = rec.traceback = None
 
     def mark_success(
