@@ -352,3 +352,81 @@ def test_virtual_clock_records_every_sleep_on_any_loop() -> None:
     assert run_virtual(nap(), clock=clock) == 30.5  # on its virtual-time loop
     assert asyncio.run(nap()) == 61.0  # on any other loop it advances itself
     assert clock.sleeps == [30, 0.5, 30, 0.5]
+
+
+@pytest.mark.timeout(30)
+def test_a_sleep_past_2_25_seconds_returns_at_exactly_its_end() -> None:
+    """Past 2**24 s, asyncio's timer margin (1e-9 s) is below one float step of the time: the
+    loop used to spin at 100 % CPU on a timer it had jumped to but never found due."""
+    delay = 2**25 + 1000.5
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(delay)
+        return loop.time(), current_clock().time()
+
+    clock = VirtualClock()
+    real = time.perf_counter()
+    assert run_virtual(main(), clock=clock) == (delay, DEFAULT_EPOCH + delay)
+    assert time.perf_counter() - real < 5
+    assert clock.monotonic() == delay
+
+
+@pytest.mark.timeout(60)
+def test_a_year_of_quarter_hour_sleeps_lands_on_exact_times() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        woke = []
+        for _ in range(35_040):
+            await asyncio.sleep(900)
+            woke.append(loop.time())
+        return woke
+
+    clock = VirtualClock()
+    real = time.perf_counter()
+    woke = run_virtual(main(), clock=clock)
+    assert time.perf_counter() - real < 30  # loose sanity bound; measured ~0.4 s
+    assert woke == [900.0 * k for k in range(1, 35_041)]
+    assert clock.time() == DEFAULT_EPOCH + 365 * 86400
+
+
+@pytest.mark.timeout(30)
+def test_timers_timeouts_and_advance_far_into_virtual_time() -> None:
+    fired: list[tuple[str, float]] = []
+
+    async def main() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        clock = current_clock()
+        clock.advance(2**26)  # ~2 years
+        await asyncio.sleep(0)
+
+        async def at(delay: float, name: str) -> None:
+            await asyncio.sleep(delay)
+            fired.append((name, loop.time()))
+
+        await asyncio.gather(at(0.5, "c"), at(0.25, "b"), at(0.125, "a"), at(86400, "d"))
+        timed_out = waited = False
+        try:
+            async with asyncio.timeout(60):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            timed_out = True
+        try:
+            await asyncio.wait_for(asyncio.Event().wait(), timeout=30)
+        except TimeoutError:
+            waited = True
+        loop.call_later(10, fired.append, ("later", -1.0))
+        clock.advance(10)  # due now: fires on the next iteration
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return timed_out, waited
+
+    assert run_virtual(main()) == (True, True)
+    base = float(2**26)
+    assert fired == [
+        ("a", base + 0.125),
+        ("b", base + 0.25),
+        ("c", base + 0.5),
+        ("d", base + 86400),
+        ("later", -1.0),
+    ]

@@ -20,6 +20,7 @@ and ``virtual_loop_factory`` plug the loop into pytest-asyncio or ``asyncio.Runn
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import selectors
 from collections.abc import Callable, Coroutine
@@ -144,6 +145,20 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.clock.monotonic()
+
+    # BaseEventLoop._run_once fires the timers with ``when < time() + _clock_resolution``.
+    # The resolution (1e-9 s) is below one float step of the time once it passes 2**24 s
+    # (~194 days), so the sum rounds back to ``time()`` and a timer the clock just jumped to
+    # (``when == time()``) is never due: the loop spun at 100 % CPU forever. The margin is
+    # therefore at least one float step (``math.ulp``) of the current time, so a timer at
+    # exactly ``time()`` is always due, however far virtual time has run.
+    @property
+    def _clock_resolution(self) -> float:
+        return max(self._base_resolution, math.ulp(self.clock.monotonic()))
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, value: float) -> None:  # set by BaseEventLoop.__init__
+        self._base_resolution = value
 
     def run_in_executor(
         self, executor: Executor | None, func: Callable[[Unpack[Ts]], T], *args: *Ts
