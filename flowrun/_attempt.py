@@ -71,6 +71,7 @@ class Attempt:
         "finished",
         "future",
         "loop",
+        "name",
         "number",
         "on_done",
         "on_return",
@@ -92,8 +93,10 @@ class Attempt:
         number: int,
         context: RunContext[Any] | None,
         on_done: Callable[[Attempt], None],
+        name: str | None = None,
     ) -> None:
         self.loop = loop
+        self.name = spec.name if name is None else name  # a mapped instance's: ``task[key]``
         self.clock = clock
         self.run_id = run_id
         self.on_done = on_done  # called on the loop once, when the attempt is over
@@ -192,7 +195,7 @@ class Attempt:
     def timeout_error(self) -> TaskTimeoutError:
         timeout = self.spec.timeout_s
         message = (
-            f"task {self.spec.name!r} timed out after {timeout:g}s (timeout_s={timeout:g}) "
+            f"task {self.name!r} timed out after {timeout:g}s (timeout_s={timeout:g}) "
             f"in DAG {self.spec.dag!r}"
         )
         if self.executor_name is not None:
@@ -261,8 +264,8 @@ def launcher_for(executor: Executor) -> Launcher:
         spec = attempt.spec
         attempt.start_mono = attempt.clock.monotonic()
         attempt.executor_name = name
-        key = f"{attempt.run_id}/{spec.name}/{attempt.number}"
-        call = SyncCall(key, spec.name, spec.func, args, kwargs, pickler=pickler)
+        key = f"{attempt.run_id}/{attempt.name}/{attempt.number}"
+        call = SyncCall(key, attempt.name, spec.func, args, kwargs, pickler=pickler)
         if attempt.track_return:
             future = _submit_tracked(executor, attempt, call)
         else:
@@ -322,7 +325,7 @@ def _run_sync(
         if attempt.context is not None:
             attempt.context.set_deadline(start + timeout)
         attempt.loop.call_soon_threadsafe(attempt.on_thread_start)
-    return call_sync_task(attempt.spec.name, func, args, kwargs)
+    return call_sync_task(attempt.name, func, args, kwargs)
 
 
 _CALL_PICKLERS: weakref.WeakKeyDictionary[type[Executor], str] = weakref.WeakKeyDictionary()

@@ -27,11 +27,13 @@ class Inject(enum.Enum):
     CONTEXT = "context"  # the attempt's RunContext
     UPSTREAM = "upstream"  # {parent name: result} of every parent
     RESULT = "result"  # the result of the parent of the same name
+    ITEM = "item"  # a mapped task instance's item of its source's result
 
 
 # Module globals: reading them costs less than Inject.RESULT, on the per-attempt path.
 _RESULT = Inject.RESULT
 _CONTEXT = Inject.CONTEXT
+_ITEM = Inject.ITEM
 
 
 class PlannedParam(NamedTuple):
@@ -57,9 +59,14 @@ class CallPlan:
         object.__setattr__(self, "_steps", tuple(tuple(p) for p in self.params))
 
     def build(
-        self, context: object, results: Mapping[str, Any], parents: Sequence[str]
+        self,
+        context: object,
+        results: Mapping[str, Any],
+        parents: Sequence[str],
+        item: object = None,
     ) -> tuple[list[Any], dict[str, Any]]:
-        """Arguments for one call; ``results`` holds the finished parents' results."""
+        """Arguments for one call; ``results`` holds the finished parents' results, ``item``
+        a mapped instance's item."""
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for param, source, dep, positional in self._steps:
@@ -67,6 +74,8 @@ class CallPlan:
                 value = results[dep]
             elif source is _CONTEXT:
                 value = context
+            elif source is _ITEM:
+                value = item
             else:
                 value = {p: results[p] for p in parents}
             if positional:
@@ -138,10 +147,12 @@ def make_call_plan(
     where: str,
     deps: Sequence[str],
     known: Collection[str] = (),
+    mapped: str | None = None,
 ) -> CallPlan:
     """Decide once, at registration, what each parameter of ``func`` receives (``where``:
     ``"task 'x' in DAG 'd'"``; ``known``: the tasks the DAG has so far, to tell a typo in
-    ``deps`` from a typo in a parameter)."""
+    ``deps`` from a typo in a parameter; ``mapped``: the parameter that receives a mapped
+    instance's item)."""
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError) as exc:
@@ -152,6 +163,18 @@ def make_call_plan(
         inspect.Parameter.VAR_POSITIONAL,
         inspect.Parameter.VAR_KEYWORD,
     )
+    if mapped is not None:
+        found = params.get(mapped)
+        if found is None or found.kind in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        ):
+            raise TaskDefinitionError(
+                f"{where}: map={{{mapped!r}: ...}} names no parameter of the function "
+                f"(parameters: {', '.join(params) or 'none'}).{suggest(mapped, params)}",
+                option="map",
+                got=mapped,
+            )
     plan: list[PlannedParam] = []
     wants_context = False
     for param in params.values():
@@ -159,7 +182,9 @@ def make_call_plan(
             continue
         positional = param.kind is inspect.Parameter.POSITIONAL_ONLY
         annotation = hints.get(param.name, param.annotation)
-        if _is_context_annotation(annotation):
+        if param.name == mapped:
+            plan.append(PlannedParam(param.name, Inject.ITEM, "", positional))
+        elif _is_context_annotation(annotation):
             plan.append(PlannedParam(param.name, Inject.CONTEXT, "", positional))
             wants_context = True
         elif param.name == "upstream":

@@ -29,7 +29,17 @@ class DAG:
     every run of it shares it, so a caller must not be able to edit it under them.
     """
 
-    __slots__ = ("children", "name", "order", "parents", "pooled", "specs", "targets", "triggers")
+    __slots__ = (
+        "children",
+        "mapped",
+        "name",
+        "order",
+        "parents",
+        "pooled",
+        "specs",
+        "targets",
+        "triggers",
+    )
 
     def __init__(
         self,
@@ -49,6 +59,7 @@ class DAG:
         self.triggers: Mapping[str, str] = MappingProxyType(
             {n: s.trigger for n, s in specs.items() if s.trigger != ALL_SUCCESS}
         )
+        self.mapped = frozenset(n for n, s in specs.items() if s.map_param is not None)
         self.pooled: Mapping[str, tuple[str, int]] = MappingProxyType(
             {n: (s.pool, s.pool_slots) for n, s in specs.items() if s.pool is not None}
         )

@@ -20,6 +20,7 @@ __all__ = [
     "HookEvent",
     "RunHook",
     "TaskFailureEvent",
+    "TaskMapEvent",
     "TaskOmitEvent",
     "TaskRetryEvent",
     "TaskSkipEvent",
@@ -105,6 +106,17 @@ class TaskSkipEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskMapEvent:
+    """A mapped task expanded: ``instances`` (``task[KEY]``, in input order) join the run, each
+    with its own attempts and events; the task itself is final once they all are."""
+
+    run_id: str
+    dag_name: str
+    task_name: str
+    instances: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskOmitEvent:
     """The task is left out on purpose: it raised ``Omit(reason)``, an upstream task was
     omitted, or its trigger rule was not met without a failure. Never fails the run."""
@@ -124,6 +136,7 @@ HookEvent = (
     | TaskRetryEvent
     | TaskSkipEvent
     | TaskOmitEvent
+    | TaskMapEvent
 )
 
 _METHOD_FOR: dict[type[Any], str] = {
@@ -135,6 +148,7 @@ _METHOD_FOR: dict[type[Any], str] = {
     TaskRetryEvent: "on_task_retry",
     TaskSkipEvent: "on_task_skip",
     TaskOmitEvent: "on_task_omit",
+    TaskMapEvent: "on_task_map",
 }
 
 
@@ -165,6 +179,9 @@ class RunHook:
     def on_task_omit(self, event: TaskOmitEvent) -> Any:
         """The task is left out on purpose (``Omit``, an omitted upstream, its trigger rule)."""
 
+    def on_task_map(self, event: TaskMapEvent) -> Any:
+        """A mapped task expanded into ``event.instances``."""
+
 
 Handler = Callable[[Any], Any]
 
@@ -189,6 +206,7 @@ def fn_hook(
     on_task_retry: Callable[[TaskRetryEvent], Any] | None = None,
     on_task_skip: Callable[[TaskSkipEvent], Any] | None = None,
     on_task_omit: Callable[[TaskOmitEvent], Any] | None = None,
+    on_task_map: Callable[[TaskMapEvent], Any] | None = None,
 ) -> RunHook:
     """Build a ``RunHook`` from plain functions (sync or async), one per event you care about."""
     given = {
@@ -200,6 +218,7 @@ def fn_hook(
         "on_task_retry": on_task_retry,
         "on_task_skip": on_task_skip,
         "on_task_omit": on_task_omit,
+        "on_task_map": on_task_map,
     }
     handlers: dict[str, Handler] = {}
     for method, fn in given.items():

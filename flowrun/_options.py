@@ -9,6 +9,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, TypedDict, cast
 
 from .errors import TaskDefinitionError, suggest
@@ -22,6 +23,10 @@ __all__ = [
     "TriggerRule",
     "check_option_names",
 ]
+
+DEFAULT_MAX_MAP = 10_000
+"""Instances one mapped task may have unless ``max_map=`` says otherwise: a result longer than
+that fails the task (never truncated), so a runaway input cannot flood a run."""
 
 TriggerRule = Literal["all_success", "all_done", "none_failed", "one_failed"]
 ALL_SUCCESS: TriggerRule = "all_success"
@@ -48,6 +53,12 @@ class TaskOptionsDict(TypedDict, total=False):
     trigger: TriggerRule
     pool: str | None
     pool_slots: int
+    map: Mapping[str, str | Callable[..., Any]] | None
+    map_key: Callable[[Any], object] | None
+    max_map: int
+    cache: bool
+    cache_ttl_s: float | None
+    cache_version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,13 @@ class TaskOptions:
     trigger: TriggerRule = ALL_SUCCESS
     pool: str | None = None
     pool_slots: int = 1
+    # {parameter: upstream task}: one instance per item of the upstream's result
+    map: Mapping[str, str | Callable[..., Any]] | None = None
+    map_key: Callable[[Any], object] | None = None  # an item's key (default: its index)
+    max_map: int = DEFAULT_MAX_MAP
+    cache: bool = False
+    cache_ttl_s: float | None = None
+    cache_version: str = ""
 
     @classmethod
     def checked(cls, where: str, given: Mapping[str, Any]) -> TaskOptions:
@@ -156,6 +174,47 @@ class TaskOptions:
                 option="pool_slots",
                 got=pool_slots,
             )
+        mapping = _checked_map(given, where, trigger)
+        cache = given.get("cache", False)
+        if not isinstance(cache, bool):
+            raise TaskDefinitionError(
+                f"'cache' must be True or False (got {cache!r}) for {where}",
+                option="cache",
+                got=cache,
+            )
+        cache_ttl_s = given.get("cache_ttl_s")
+        if cache_ttl_s is not None and (
+            isinstance(cache_ttl_s, bool)
+            or not isinstance(cache_ttl_s, (int, float))
+            or not 0 < cache_ttl_s < math.inf
+        ):
+            raise TaskDefinitionError(
+                f"'cache_ttl_s' must be a finite number > 0 or None (no expiry) (got "
+                f"{cache_ttl_s!r}) for {where}",
+                option="cache_ttl_s",
+                got=cache_ttl_s,
+            )
+        cache_version = given.get("cache_version", "")
+        if not isinstance(cache_version, str):
+            raise TaskDefinitionError(
+                f"'cache_version' must be a string (got {cache_version!r}) for {where}",
+                option="cache_version",
+                got=cache_version,
+            )
+        for option, value in (("cache_ttl_s", cache_ttl_s), ("cache_version", cache_version)):
+            if not cache and value:
+                raise TaskDefinitionError(
+                    f"{option!r} needs cache=True (got {option}={value!r} without it) for {where}",
+                    option=option,
+                    got=value,
+                )
+        if cache and not retain_result:
+            raise TaskDefinitionError(
+                f"'cache=True' needs the task's result, but retain_result=False drops it, for "
+                f"{where}; keep the result or drop the cache",
+                option="cache",
+                got=cache,
+            )
         return cls(
             timeout_s=None if timeout_s is None else float(timeout_s),
             retries=retries,
@@ -167,6 +226,12 @@ class TaskOptions:
             trigger=trigger,
             pool=pool,
             pool_slots=pool_slots,
+            map=mapping[0],
+            map_key=mapping[1],
+            max_map=mapping[2],
+            cache=cache,
+            cache_ttl_s=None if cache_ttl_s is None else float(cache_ttl_s),
+            cache_version=cache_version,
         )
 
     def options(self) -> dict[str, Any]:
@@ -194,6 +259,77 @@ def check_option_names(given: Iterable[str], where: str) -> None:
                 f"unknown task option {key!r} for {where}; task options are "
                 f"{', '.join(sorted(OPTION_NAMES))}.{suggest(key, OPTION_NAMES)}"
             )
+
+
+def _checked_map(
+    given: Mapping[str, Any], where: str, trigger: str
+) -> tuple[Mapping[str, str | Callable[..., Any]] | None, Callable[[Any], object] | None, int]:
+    """``map``, ``map_key`` and ``max_map``, checked (the source is resolved to a task name,
+    and made a dependency, by the registry)."""
+    mapping = given.get("map")
+    map_key = given.get("map_key")
+    max_map = given.get("max_map", DEFAULT_MAX_MAP)
+    if isinstance(max_map, bool) or not isinstance(max_map, int) or max_map < 1:
+        raise TaskDefinitionError(
+            f"'max_map' must be an int >= 1 (got {max_map!r}) for {where}",
+            option="max_map",
+            got=max_map,
+        )
+    if map_key is not None and not callable(map_key):
+        raise TaskDefinitionError(
+            f"'map_key' must be a function of one item returning its key, e.g. map_key=str "
+            f"(got {map_key!r}) for {where}",
+            option="map_key",
+            got=map_key,
+        )
+    if mapping is None:
+        unmapped = (("map_key", map_key, None), ("max_map", max_map, DEFAULT_MAX_MAP))
+        for option, value, default in unmapped:
+            if value != default:
+                raise TaskDefinitionError(
+                    f"{option!r} needs 'map' (got {option}={value!r} without it) for {where}",
+                    option=option,
+                    got=value,
+                )
+        return None, None, max_map
+    example = "map={'table': list_tables}"
+    if not isinstance(mapping, Mapping) or not mapping:
+        raise TaskDefinitionError(
+            f"'map' must be a dict of one parameter name to the upstream task whose result "
+            f"it maps over, e.g. {example} (got {mapping!r}) for {where}",
+            option="map",
+            got=mapping,
+        )
+    if len(mapping) > 1:
+        raise TaskDefinitionError(
+            f"'map' takes exactly one mapped source (got {len(mapping)}: "
+            f"{', '.join(map(repr, mapping))}) for {where}; map over one upstream and take the "
+            "others whole through deps",
+            option="map",
+            got=mapping,
+        )
+    ((param, source),) = mapping.items()
+    if not isinstance(param, str) or not param.isidentifier():
+        raise TaskDefinitionError(
+            f"'map' keys are parameter names of the task (got {param!r}) for {where}",
+            option="map",
+            got=mapping,
+        )
+    if not (isinstance(source, str) and source) and not callable(source):
+        raise TaskDefinitionError(
+            f"'map' values are upstream tasks, by name or function (got {source!r} for "
+            f"parameter {param!r}) for {where}",
+            option="map",
+            got=mapping,
+        )
+    if trigger != ALL_SUCCESS:
+        raise TaskDefinitionError(
+            f"a mapped task runs once its source succeeded: trigger={trigger!r} cannot apply "
+            f"to it, for {where}; put the rule on a task downstream of it",
+            option="trigger",
+            got=trigger,
+        )
+    return MappingProxyType(dict(mapping)), map_key, max_map
 
 
 def _exception_types(retry_on: object, where: str) -> tuple[type[BaseException], ...]:

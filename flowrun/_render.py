@@ -122,6 +122,10 @@ def _run_label_lines(name: str, info: Mapping[str, Any]) -> list[str]:
     started, finished = info["started_at"], info["finished_at"]
     if status in ("SUCCESS", "FAILED") and started is not None and finished is not None:
         detail += f", {finished - started:.3f}s"
+    instances = info.get("instances")
+    if instances is not None:  # a mapped task: one node for all its instances
+        done = sum(1 for i in instances.values() if i["status"] == "SUCCESS")
+        detail += f", {done}/{len(instances)} instances"
     lines = [name, detail]
     error = info.get("error")
     if status == "FAILED" and error:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .state.records import FAILED, OMITTED, RUNNING, SKIPPED, SUCCESS, RunRecord
+from ._mapping import instance_key
+from .state.records import FAILED, OMITTED, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
 
 __all__ = ["build_report", "run_status"]
 
@@ -23,19 +24,24 @@ _DONE_WELL = frozenset({SUCCESS, OMITTED})
 
 
 def build_report(run: RunRecord) -> dict[str, Any]:
-    """The report of a run snapshot; tasks in topological order, plus ``traceback`` per task."""
+    """The report of a run snapshot; tasks in topological order, plus ``traceback`` and
+    ``queued_s`` per task. A mapped task's entry aggregates its instances, which it lists
+    under ``instances`` (KEY -> the same fields), in input order."""
+    instances: dict[str, list[tuple[str, TaskRecord]]] = {}
+    for name, rec in run.tasks.items():
+        if rec.map_of is not None:
+            instances.setdefault(rec.map_of, []).append((name, rec))
     tasks: dict[str, dict[str, Any]] = {}
     for name, rec in run.tasks.items():
-        tasks[name] = {
-            "status": rec.status,
-            "attempt": rec.attempt,
-            "started_at": rec.started_at,
-            "finished_at": rec.finished_at,
-            "error": rec.error,
-            "result": rec.result,
-            "traceback": rec.traceback,
-            "queued_s": rec.queued_s,
-        }
+        if rec.map_of is not None:
+            continue
+        entry = _entry(rec)
+        if rec.mapped:
+            own = instances.get(name, [])
+            entry["instances"] = {instance_key(name, n): _entry(r) for n, r in own}
+            if own:
+                _aggregate(entry, [r for _, r in own])
+        tasks[name] = entry
     return {
         "run_id": run.run_id,
         "dag_name": run.dag_name,
@@ -44,3 +50,33 @@ def build_report(run: RunRecord) -> dict[str, Any]:
         "status": run.status,
         "tasks": tasks,
     }
+
+
+def _entry(rec: TaskRecord) -> dict[str, Any]:
+    return {
+        "status": rec.status,
+        "attempt": rec.attempt,
+        "started_at": rec.started_at,
+        "finished_at": rec.finished_at,
+        "error": rec.error,
+        "result": rec.result,
+        "traceback": rec.traceback,
+        "queued_s": rec.queued_s,
+    }
+
+
+def _aggregate(entry: dict[str, Any], own: list[TaskRecord]) -> None:
+    """The highest attempt, the first start, the last finish, the first final error (input
+    order), the succeeded instances' results in input order, the total wait for slots."""
+    entry["attempt"] = max(r.attempt for r in own)
+    starts = [r.started_at for r in own if r.started_at is not None]
+    finishes = [r.finished_at for r in own if r.finished_at is not None]
+    if starts:
+        entry["started_at"] = min(starts)
+    if finishes:
+        entry["finished_at"] = max(finishes)
+    failed = [r for r in own if r.status in (FAILED, SKIPPED)]
+    if failed:
+        entry["error"], entry["traceback"] = failed[0].error, failed[0].traceback
+    entry["result"] = [r.result for r in own if r.status == SUCCESS] if not failed else None
+    entry["queued_s"] = sum(r.queued_s for r in own)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ._call_plan import Inject
 from ._dag import DAG
+from ._mapping import MapInputError, instance_key, map_items
 from .errors import UnknownTaskError
 from .state.records import OMITTED, RUNNING, SUCCESS, RunRecord, TaskRecord
 
@@ -23,6 +24,11 @@ class ResumePlan:
     resumed_from: str
     kept: dict[str, TaskRecord] = field(default_factory=dict)
     kept_results: dict[str, Any] = field(default_factory=dict)
+    # A kept mapped task's instances, copied as they are; a re-run one's succeeded instances,
+    # by key, with the item each ran on (``_UNKNOWN`` when the old item cannot be told), to
+    # keep those whose key and input are unchanged.
+    kept_instances: dict[str, dict[str, TaskRecord]] = field(default_factory=dict)
+    reusable: dict[str, dict[str, tuple[TaskRecord, Any]]] = field(default_factory=dict)
 
 
 def plan_resume(old: RunRecord, full: DAG, from_tasks: Iterable[str] | None) -> ResumePlan:
@@ -64,15 +70,57 @@ def plan_resume(old: RunRecord, full: DAG, from_tasks: Iterable[str] | None) -> 
                 "every task that did not succeed"
             )
         rerun = dag.descendants([*names, *failed])
-    _add_unretained_inputs(dag, old, rerun)
+    instances: dict[str, dict[str, TaskRecord]] = {}
+    for name, record in old.tasks.items():
+        if record.map_of is not None:
+            instances.setdefault(record.map_of, {})[name] = record
+    results = _results(old, instances)
+    _add_unretained_inputs(dag, old, rerun, results)
     plan = ResumePlan(dag, run_id)
     for name in dag.order:
         if name not in rerun:
-            record = old.tasks[name]
-            plan.kept[name] = record
-            if record.has_result:
-                plan.kept_results[name] = record.result
+            plan.kept[name] = old.tasks[name]
+            if name in results:
+                plan.kept_results[name] = results[name]
+            if name in instances:
+                plan.kept_instances[name] = instances[name]
+        elif name in instances and name in dag.mapped:
+            plan.reusable[name] = _reusable(dag, old, name, instances[name])
     return plan
+
+
+UNKNOWN = object()
+"""The item an old instance ran on, when the old run no longer tells (its source's result
+was not retained): such an instance runs again."""
+
+
+def _results(old: RunRecord, instances: dict[str, dict[str, TaskRecord]]) -> dict[str, Any]:
+    """The retained result of each task of ``old``; a mapped task's is its succeeded
+    instances' results, when each of them was retained."""
+    results = {n: r.result for n, r in old.tasks.items() if r.has_result and r.map_of is None}
+    for name, own in instances.items():
+        succeeded = [r for r in own.values() if r.status == SUCCESS]
+        if all(r.has_result for r in succeeded) and old.tasks[name].status == SUCCESS:
+            results[name] = [r.result for r in succeeded]
+    return results
+
+
+def _reusable(
+    dag: DAG, old: RunRecord, name: str, own: dict[str, TaskRecord]
+) -> dict[str, tuple[TaskRecord, Any]]:
+    spec = dag.specs[name]
+    source = old.tasks.get(spec.map_source or "")
+    old_items: dict[str, Any] = {}
+    if source is not None and source.has_result:
+        try:
+            old_items = dict(map_items(spec, source.result))
+        except MapInputError:  # the source's result changed shape since: nothing to compare
+            old_items = {}
+    return {
+        instance_key(name, instance): (record, old_items.get(instance_key(name, instance), UNKNOWN))
+        for instance, record in own.items()
+        if record.status == SUCCESS and (record.has_result or not spec.retain_result)
+    }
 
 
 _KEPT = frozenset({SUCCESS, OMITTED})
@@ -83,7 +131,9 @@ def _status(run: RunRecord, name: str) -> str | None:
     return None if record is None else record.status
 
 
-def _add_unretained_inputs(dag: DAG, old: RunRecord, rerun: set[str]) -> None:
+def _add_unretained_inputs(
+    dag: DAG, old: RunRecord, rerun: set[str], results: dict[str, Any]
+) -> None:
     """A re-run task needs its parents' results: re-run the kept parents that have none."""
     stack = list(rerun)
     while stack:
@@ -96,6 +146,6 @@ def _add_unretained_inputs(dag: DAG, old: RunRecord, rerun: set[str]) -> None:
             needed = [p.dep for p in params if p.source is Inject.RESULT]
         for parent in needed:
             record = old.tasks[parent]
-            if parent not in rerun and record.status == SUCCESS and not record.has_result:
+            if parent not in rerun and record.status == SUCCESS and parent not in results:
                 rerun.add(parent)
                 stack.append(parent)

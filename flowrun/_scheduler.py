@@ -16,7 +16,7 @@ import traceback
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._attempt import Attempt, EscalatedError, Launcher, launch_async
 from ._clock import Clock
@@ -28,6 +28,7 @@ from ._hooks import (
     HookDispatcher,
     HookEvent,
     TaskFailureEvent,
+    TaskMapEvent,
     TaskOmitEvent,
     TaskRetryEvent,
     TaskSkipEvent,
@@ -35,8 +36,9 @@ from ._hooks import (
     TaskSuccessEvent,
 )
 from ._limits import Limiter, ReadyEntry
+from ._mapping import MapInputError, instance_name, map_items
 from ._report import run_status
-from ._resume import ResumePlan
+from ._resume import UNKNOWN, ResumePlan
 from ._triggers import decide
 from .errors import Omit, TaskTimeoutError, describe
 from .state.protocol import StateStoreProtocol
@@ -53,6 +55,8 @@ from .state.records import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from ._task import TaskSpec
 
 __all__ = ["Run"]
 
@@ -82,6 +86,8 @@ class Run:
         self.parents = dag.parents
         self.children = dag.children
         self.triggers = dag.triggers
+        # Tasks whose readiness needs a decision: a trigger rule, or a map to expand.
+        self.special = dag.mapped.union(dag.triggers) if dag.mapped else dag.triggers
         self.context = context if context is not None else RunContext(None)
         self.store = store
         self.clock = clock
@@ -95,6 +101,8 @@ class Run:
         self.loop = asyncio.get_running_loop()
         self.kept: Mapping[str, TaskRecord] = {} if resume is None else resume.kept
         self.resumed_from = None if resume is None else resume.resumed_from
+        self.kept_instances = {} if resume is None else resume.kept_instances
+        self.reusable = {} if resume is None else resume.reusable
         # Working set: private to this run; the store stays the source of truth for reports.
         self.status: dict[str, str] = {n: r.status for n, r in self.kept.items()}
         self.results: dict[str, Any] = {} if resume is None else dict(resume.kept_results)
@@ -110,6 +118,18 @@ class Run:
         self.parked = 0  # ready tasks queued for their pool (in the limiter, not in ready)
         self.queued: dict[str, float] = {}  # seconds each task waited for slots, if any
         self.closed = False
+        # Mapped tasks: instances join specs/parents/children (copies, grown by expansion).
+        self.mapped = dag.mapped
+        if dag.mapped:
+            self.specs = dict(dag.specs)
+            self.parents = dict(dag.parents)
+            self.children = dict(dag.children)
+            self.pooled = dict(dag.pooled)
+        self.instance_of: dict[str, str] = {}  # instance -> its mapped task
+        self.instances: dict[str, list[str]] = {}  # mapped task -> instances, input order
+        self.instances_left: dict[str, int] = {}  # mapped task -> instances not final yet
+        self.items: dict[str, Any] = {}  # instance -> its item
+        self.instance_results: dict[str, Any] = {}  # succeeded instance -> result
         self.running: set[Attempt] = set()
         self.sleeping: set[asyncio.Task[None]] = set()
         self.completed: list[Attempt] = []
@@ -173,7 +193,12 @@ class Run:
         for name in order:
             record = kept.get(name)
             deps = parents[name]  # the run keeps its edges: it can be drawn without its code
-            tasks[name] = TaskRecord(deps=deps) if record is None else replace(record, deps=deps)
+            if record is not None:
+                tasks[name] = replace(record, deps=deps)
+            else:
+                tasks[name] = TaskRecord(deps=deps, mapped=name in dag.mapped)
+        for own in self.kept_instances.values():  # a kept mapped task keeps its instances
+            tasks.update(own)
         self.store.create_run(
             RunRecord(
                 self.run_id,
@@ -206,10 +231,10 @@ class Run:
         self.waiting = waiting
         self.consumers_left = consumers
         self.status.update(dict.fromkeys(waiting, PENDING))
-        triggers = self.triggers
+        special = self.special
         for name, count in waiting.items():
             if count == 0:
-                if name in triggers or name in self.omitted_parents:
+                if name in special or name in self.omitted_parents:
                     undecided.append(name)
                 else:
                     self.ready.append((name, 1, self.now))
@@ -296,13 +321,14 @@ class Run:
             else:
                 context.set_upstream(parents)
         attempt = Attempt(
-            self.loop, self.clock, self.run_id, spec, number, context, self._attempt_done
+            self.loop, self.clock, self.run_id, spec, number, context, self._attempt_done, name
         )
         self.running.add(attempt)
         if name in self.pool_held and not spec.is_async:
             attempt.track_return = True  # its pool slots stay taken until the call returns
         if plan.params:
-            args, kwargs = plan.build(context, self.results, self.parents[name])
+            item = self.items.get(name) if self.items else None
+            args, kwargs = plan.build(context, self.results, self.parents[name], item)
         else:
             args, kwargs = _NO_ARGS, _NO_KWARGS
         if self.want_start:
@@ -325,7 +351,7 @@ class Run:
         self.running.discard(attempt)
         self.limiter.release()
         spec = attempt.spec
-        name = spec.name
+        name = attempt.name
         if name in self.pool_held:
             self._release_pool(attempt)
         finished_wall = self.clock.time()
@@ -359,7 +385,7 @@ class Run:
         """Give the attempt's pool slots back: a sync call abandoned after its timeout (or an
         aborted run) keeps them until its thread or worker really returns, since it may still
         be using what the pool protects."""
-        name = attempt.spec.name
+        name = attempt.name
         self.pool_held.discard(name)
         pool, slots = self.pooled[name]
         release = self.limiter.release_pool
@@ -371,11 +397,11 @@ class Run:
         spec = attempt.spec
         try:
             self.store.mark_success(
-                self.run_id, spec.name, attempt.start_wall, finished, result, spec.retain_result
+                self.run_id, attempt.name, attempt.start_wall, finished, result, spec.retain_result
             )
         except Exception as error:
             return error
-        self.status[spec.name] = SUCCESS
+        self.status[attempt.name] = SUCCESS
         return None
 
     def _succeeded(self, attempt: Attempt, result: Any, finished: float, duration: float) -> None:
@@ -383,7 +409,7 @@ class Run:
         if error is not None:
             self._failed_for_good(attempt, error, finished, duration)
             return
-        name = attempt.spec.name
+        name = attempt.name
         if self.want_success:
             self.events.append(
                 TaskSuccessEvent(self.run_id, self.dag_name, name, attempt.number, duration, result)
@@ -392,12 +418,21 @@ class Run:
             self.logger.info(
                 "task %r succeeded (attempt %d, %.3fs)", name, attempt.number, duration
             )
+        if self.instance_of and name in self.instance_of:
+            self.instance_results[name] = result
+            self._consumed(name)
+            self._instance_final(name)
+            return
+        self._children_may_start(name, result)
+
+    def _children_may_start(self, name: str, result: Any) -> None:
+        """``name`` succeeded with ``result``: children that wait for nothing else start."""
         children = self.children[name]
         if children:
             if name in self.consumers_left:
                 self.results[name] = result
             waiting = self.waiting
-            triggers = self.triggers
+            special = self.special
             for child in children:
                 left = waiting.get(child)
                 if left is None:
@@ -405,10 +440,138 @@ class Run:
                 left -= 1
                 waiting[child] = left
                 if left == 0:
-                    if child in triggers or child in self.omitted_parents:
+                    if child in special or child in self.omitted_parents:
                         self._settle(child)
                     else:
                         self.ready.append((child, 1, self.now))
+        self._consumed(name)
+
+    # -- mapped tasks ------------------------------------------------------------------------
+    def _expand(self, name: str) -> None:
+        """Every parent of the mapped task ``name`` succeeded: add one instance per item of
+        its source's result (nodes and edges, O(items)) and queue them."""
+        spec = self.specs[name]
+        source = spec.map_source
+        assert source is not None
+        try:
+            pairs = map_items(spec, self.results.get(source))
+        except MapInputError as error:
+            now = self.clock.time()
+            text = describe(error)
+            self.store.mark_failed(self.run_id, name, now, now, text, None)
+            self.status[name] = FAILED
+            self.errors[name] = text
+            self.logger.warning("task %r failed: %s", name, text)
+            if self.hooks.wants(TaskFailureEvent):
+                self.events.append(
+                    TaskFailureEvent(self.run_id, self.dag_name, name, 0, 1, 0.0, text, True)
+                )
+            self._consumed(name)
+            self._propagate(name)
+            return
+        self.store.mark_running(self.run_id, name, 0, self.clock.time())
+        self.status[name] = RUNNING
+        parents = self.parents[name]
+        specs = cast("dict[str, TaskSpec]", self.specs)
+        parent_map = cast("dict[str, tuple[str, ...]]", self.parents)
+        pool = self.pooled.get(name)
+        pooled = cast("dict[str, tuple[str, int]]", self.pooled)
+        status, items, instance_of, ready, now = (
+            self.status,
+            self.items,
+            self.instance_of,
+            self.ready,
+            self.now,
+        )
+        names: list[str] = []
+        records: dict[str, TaskRecord] = {}
+        reusable = self.reusable.get(name)
+        launched = 0
+        for key, item in pairs:
+            instance = instance_name(name, key)
+            names.append(instance)
+            if reusable is not None and key in reusable:
+                record, old_item = reusable[key]
+                if _same_item(old_item, item):  # resume: key and input unchanged
+                    records[instance] = replace(record, deps=parents, map_of=name)
+                    status[instance] = SUCCESS
+                    self.instance_results[instance] = record.result
+                    continue
+            instance_of[instance] = name
+            specs[instance] = spec
+            parent_map[instance] = parents  # no children: its end goes to _instance_final
+            if pool is not None:
+                pooled[instance] = pool
+            records[instance] = TaskRecord(deps=parents, map_of=name)
+            status[instance] = PENDING
+            items[instance] = item
+            ready.append((instance, 1, now))
+            launched += 1
+        if records:
+            self.store.add_tasks(self.run_id, records)
+        consumers_left = self.consumers_left
+        for parent in parents:  # each instance reads its parents' results, as the task would
+            if parent in consumers_left:
+                consumers_left[parent] += launched
+        self.instances[name] = names
+        self.instances_left[name] = launched
+        if self.hooks.wants(TaskMapEvent):
+            self.events.append(TaskMapEvent(self.run_id, self.dag_name, name, tuple(names)))
+        if self.log_info:
+            kept = (
+                f", {len(names) - launched} kept from run {self.resumed_from}" if reusable else ""
+            )
+            self.logger.info(
+                "task %r mapped over %d item(s) of %r%s", name, len(names), source, kept
+            )
+        if not launched:
+            self._map_final(name)
+
+    def _instance_final(self, instance: str) -> None:
+        name = self.instance_of[instance]
+        left = self.instances_left[name] - 1
+        self.instances_left[name] = left
+        self.items.pop(instance, None)
+        if left == 0:
+            self._map_final(name)
+
+    def _map_final(self, name: str) -> None:
+        """Every instance of ``name`` is final: FAILED if one failed, OMITTED if every one
+        omitted itself, else SUCCESS with the succeeded instances' results in input order."""
+        instances = self.instances[name]
+        status = self.status
+        now = self.clock.time()
+        failed = [i for i in instances if status[i] != SUCCESS and status[i] != OMITTED]
+        if failed:
+            text = self.errors.get(failed[0], f"instance {failed[0]!r} {status[failed[0]]}")
+            self.store.mark_failed(self.run_id, name, now, now, text, None)
+            status[name] = FAILED
+            self.errors[name] = text
+            self.logger.warning("task %r failed: %s", name, text)
+            if self.hooks.wants(TaskFailureEvent):
+                self.events.append(
+                    TaskFailureEvent(self.run_id, self.dag_name, name, 0, 1, 0.0, text, True)
+                )
+            self._consumed(name)
+            self._propagate(name)
+            return
+        results = self.instance_results
+        succeeded = [results.pop(i) for i in instances if status[i] == SUCCESS]
+        if instances and not succeeded:
+            status[name] = OMITTED
+            self.errors[name] = f"every instance of task {name!r} was omitted"
+            self._record_not_run([name])
+            self._propagate(name)
+            return
+        spec = self.specs[name]
+        keep = spec.retain_result and not instances  # instances keep their own results
+        self.store.mark_success(self.run_id, name, now, now, succeeded, keep)
+        status[name] = SUCCESS
+        if self.want_success:
+            self.events.append(
+                TaskSuccessEvent(self.run_id, self.dag_name, name, 0, 0.0, succeeded)
+            )
+        self._children_may_start(name, succeeded)
         self._consumed(name)
 
     def _consumed(self, name: str) -> None:
@@ -426,7 +589,7 @@ class Run:
 
     def _retry(self, attempt: Attempt, error: Exception, finished: float, duration: float) -> None:
         spec = attempt.spec
-        name = spec.name
+        name = attempt.name
         delay = spec.retry_delay(attempt.number)
         if spec.retry_jitter and delay:
             delay *= 1.0 + spec.retry_jitter * (2.0 * self.random() - 1.0)
@@ -482,8 +645,7 @@ class Run:
     def _failed_for_good(
         self, attempt: Attempt, error: BaseException, finished: float, duration: float
     ) -> None:
-        spec = attempt.spec
-        name = spec.name
+        name = attempt.name
         text, trace = _describe(error)
         self.store.mark_failed(self.run_id, name, attempt.start_wall, finished, text, trace)
         self.status[name] = FAILED
@@ -492,6 +654,9 @@ class Run:
         self.logger.debug("traceback of task %r attempt %d:\n%s", name, attempt.number, trace)
         self.errors[name] = text
         self._consumed(name)
+        if self.instance_of and name in self.instance_of:
+            self._instance_final(name)
+            return
         self._propagate(name)
 
     def _failure_event(self, attempt: Attempt, duration: float, error: str, final: bool) -> None:
@@ -501,7 +666,7 @@ class Run:
                 TaskFailureEvent(
                     self.run_id,
                     self.dag_name,
-                    spec.name,
+                    attempt.name,
                     attempt.number,
                     spec.max_attempts,
                     duration,
@@ -513,7 +678,7 @@ class Run:
     def _omitted_itself(
         self, attempt: Attempt, omit: Omit, finished: float, duration: float
     ) -> None:
-        name = attempt.spec.name
+        name = attempt.name
         reason = omit.reason or f"task {name!r} raised Omit"
         self.store.mark_omitted(self.run_id, [name], reason, finished)
         self.status[name] = OMITTED
@@ -523,11 +688,14 @@ class Run:
         if self.log_info:
             self.logger.info("task %r omitted itself (%.3fs): %s", name, duration, reason)
         self._consumed(name)
+        if self.instance_of and name in self.instance_of:
+            self._instance_final(name)
+            return
         self._propagate(name)
 
     def _settle(self, name: str) -> None:
-        """``name`` awaits no parent any more but has a rule or an omitted parent: run it, or
-        make it SKIPPED or OMITTED and carry that downstream."""
+        """``name`` awaits no parent any more but has a rule, a map or an omitted parent: run
+        (or expand) it, or make it SKIPPED or OMITTED and carry that downstream."""
         if self._decided_not_to_run(name):
             self._record_not_run([name])
             self._propagate(name)
@@ -539,7 +707,10 @@ class Run:
             self.triggers.get(name), ((p, status.get(p, SUCCESS)) for p in self.parents[name])
         )
         if outcome is None:
-            self.ready.append((name, 1, self.now))
+            if name in self.mapped:
+                self._expand(name)
+            else:
+                self.ready.append((name, 1, self.now))
             return False
         status[name] = outcome
         self.errors[name] = reason
@@ -663,7 +834,7 @@ class Run:
         for attempt in list(self.running):
             self.running.discard(attempt)
             self.limiter.release()
-            name = attempt.spec.name
+            name = attempt.name
             if name in self.pool_held:
                 attempt.abandoned = not attempt.succeeded()
                 self._release_pool(attempt)
@@ -688,6 +859,21 @@ class Run:
             self.store.mark_skipped(self.run_id, pending, what)
             for name in pending:
                 self.status[name] = SKIPPED
+        now = self.clock.time()
+        for name in self.instances:  # a mapped task whose instances were cut short
+            if self.status[name] == RUNNING:
+                self.store.mark_failed(self.run_id, name, now, now, f"CancelledError: {what}", None)
+                self.status[name] = FAILED
+
+
+def _same_item(old: object, new: object) -> bool:
+    """Whether a resumed instance ran on this very input (never true for an unknown one)."""
+    if old is UNKNOWN:
+        return False
+    try:
+        return bool(old == new)
+    except Exception:  # e.g. a DataFrame, whose == is elementwise: cannot tell, run again
+        return False
 
 
 _NO_ARGS: list[Any] = []  # shared by calls without parameters; never mutated

@@ -46,6 +46,8 @@ class TaskSpec(TaskOptions):
     is_async: bool = False
     plan: CallPlan = NO_PARAMS
     scoped: bool = True
+    map_param: str | None = None  # a mapped task: the parameter that receives each item...
+    map_source: str | None = None  # ...of this parent's result (one of ``deps``)
 
 
 def _where(name: str, dag: str | None) -> str:
@@ -264,7 +266,20 @@ class TaskRegistry:
                 got=deps,
             )
         names = list(dict.fromkeys(self.resolve_dep(d, dag_name, task_name) for d in deps))
-        plan = make_call_plan(func, where, names, self.tasks_of(dag_name))
+        map_param = map_source = None
+        if checked.map is not None:
+            ((map_param, given_source),) = checked.map.items()
+            map_source = self.resolve_dep(given_source, dag_name, task_name)
+            if map_source == task_name:
+                raise TaskDefinitionError(
+                    f"{where} maps over its own result (map={{{map_param!r}: {map_source!r}}}); "
+                    "map over an upstream task",
+                    option="map",
+                    got=checked.map,
+                )
+            if map_source not in names:
+                names.append(map_source)  # the mapped source is a dependency
+        plan = make_call_plan(func, where, names, self.tasks_of(dag_name), map_param)
         return TaskSpec(
             name=task_name,
             dag=dag_name,
@@ -273,6 +288,8 @@ class TaskRegistry:
             is_async=is_async,
             plan=plan,
             scoped=dag is not None,
+            map_param=map_param,
+            map_source=map_source,
             **checked.options(),
         )
 

@@ -23,7 +23,7 @@ def _blocks() -> list[tuple[int, str]]:
 
 
 def test_readme_has_python_blocks() -> None:
-    assert len(_blocks()) >= 10
+    assert len(_blocks()) >= 1  # the rest of the examples live in docs/ (tests/test_docs.py)
 
 
 @pytest.mark.parametrize(("line", "code"), _blocks(), ids=[f"L{line}" for line, _ in _blocks()])

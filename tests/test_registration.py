@@ -711,6 +711,12 @@ def test_every_decorator_option_is_a_task_option_and_round_trips() -> None:
         "trigger": "all_success",
         "pool": None,
         "pool_slots": 1,
+        "map": None,
+        "map_key": None,
+        "max_map": 10_000,
+        "cache": False,
+        "cache_ttl_s": None,
+        "cache_version": "",
     }
     with engine.override("d", a=lambda: 2) as stubs:  # a stub keeps every option
         assert stubs["a"].options() == spec.options()

@@ -255,6 +255,51 @@ async def test_omitted_tasks_and_trigger_rules_are_stored_and_resumed_in_another
     assert calls == {"poll": 1, "flaky": 2, "cleanup": 2}  # parse never ran
 
 
+async def test_mapped_instances_are_stored_and_resumed_in_another_process(
+    engine: Engine, store: StateStoreProtocol
+) -> None:
+    scope = engine.dag("mapped")
+    calls: Counter[str] = Counter()
+    broken = {"orders"}
+
+    @scope.task()
+    def tables() -> list[str]:
+        return ["users", "orders"]
+
+    @scope.task(map={"table": tables}, map_key=str)
+    def load(table: str) -> dict[str, Any]:
+        calls[table] += 1
+        if table in broken:
+            raise RuntimeError("locked")
+        return {"table": table, "rows": len(table)}
+
+    @scope.task(deps=[load])
+    def total(load: list[dict[str, Any]]) -> int:
+        return sum(entry["rows"] for entry in load)
+
+    first = await engine.run_once("mapped")
+    with reopened(store) as other:
+        record = other.load_run(first)
+        assert list(record.tasks) == ["tables", "load", "total", "load[users]", "load[orders]"]
+        assert record.tasks["load"].mapped
+        assert record.tasks["load[orders]"].map_of == "load"
+        assert record.tasks["load[users]"].result == {"table": "users", "rows": 5}
+        report = Engine(state_store=other).get_run_report(first)
+        assert list(report["tasks"]["load"]["instances"]) == ["users", "orders"]
+        assert report["tasks"]["load"]["status"] == "FAILED"
+        assert report["tasks"]["load"]["error"] == "RuntimeError: locked"
+    broken.clear()
+    again = await engine.resume(first)
+    report = engine.get_run_report(again)
+    assert report["status"] == "SUCCESS"
+    assert report["tasks"]["total"]["result"] == 11
+    assert report["tasks"]["load"]["result"] == [
+        {"table": "users", "rows": 5},
+        {"table": "orders", "rows": 6},
+    ]
+    assert calls == {"users": 1, "orders": 2}
+
+
 async def test_resume_from_tasks_reruns_them_and_their_descendants(engine: Engine) -> None:
     etl = Etl(engine)
     first = await engine.run_once("etl")

@@ -19,6 +19,7 @@ from .._hooks import (
     DagStartEvent,
     RunHook,
     TaskFailureEvent,
+    TaskMapEvent,
     TaskOmitEvent,
     TaskRetryEvent,
     TaskSkipEvent,
@@ -57,6 +58,9 @@ class _Progress(RunHook):
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def on_task_map(self, event: TaskMapEvent) -> None:
+        self.total += len(event.instances)  # each instance is a task to do
 
 
 class PlainProgress(_Progress):

@@ -46,23 +46,10 @@ class ResultCodec:
 
     def new_row(self, run: RunRecord) -> RunRow:
         """A run not written yet (``key`` None), its kept results encoded."""
-        tasks: dict[str, TaskRow] = {}
-        for position, (name, rec) in enumerate(run.tasks.items()):
-            blob = self.encode(run.run_id, name, rec.result) if rec.has_result else None
-            tasks[name] = TaskRow(
-                position,
-                name,
-                rec.status,
-                rec.attempt,
-                rec.started_at,
-                rec.finished_at,
-                rec.error,
-                rec.traceback,
-                blob,
-                self.format if blob is not None else None,
-                rec.queued_s,
-                rec.deps,
-            )
+        tasks = {
+            name: self.task_row(run.run_id, position, name, rec)
+            for position, (name, rec) in enumerate(run.tasks.items())
+        }
         return RunRow(
             None,
             run.run_id,
@@ -73,6 +60,26 @@ class ResultCodec:
             run.targets,
             run.resumed_from,
             tasks,
+        )
+
+    def task_row(self, run_id: str, position: int, name: str, rec: TaskRecord) -> TaskRow:
+        """A task's row, its result (if any) encoded."""
+        blob = self.encode(run_id, name, rec.result) if rec.has_result else None
+        return TaskRow(
+            position,
+            name,
+            rec.status,
+            rec.attempt,
+            rec.started_at,
+            rec.finished_at,
+            rec.error,
+            rec.traceback,
+            blob,
+            self.format if blob is not None else None,
+            rec.queued_s,
+            rec.deps,
+            rec.map_of,
+            rec.mapped,
         )
 
     def record(self, run: RunRow, path: str) -> RunRecord:
@@ -91,6 +98,8 @@ class ResultCodec:
                 t.blob is not None,
                 t.deps,
                 t.queued_s or 0.0,
+                t.map_of,
+                t.mapped,
             )
         return RunRecord(
             run.run_id,

@@ -30,10 +30,12 @@ _INSERT_RUN = (
     "resumed_from, owner_pid, owner_started, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TASK = (
-    f"INSERT INTO tasks ({_STATE}, run, position, name, deps) VALUES ({', '.join('?' * 13)})"
+    f"INSERT INTO tasks ({_STATE}, run, position, name, deps, map_of, mapped) "
+    f"VALUES ({', '.join('?' * 15)})"
 )
 _INSERT_NEW_TASK = (
-    "INSERT INTO tasks (run, position, name, status, attempt, deps) VALUES (?, ?, ?, ?, 0, ?)"
+    "INSERT INTO tasks (run, position, name, status, attempt, deps, mapped) "
+    "VALUES (?, ?, ?, ?, 0, ?, ?)"
 )
 _UPDATE_TASK = (
     "UPDATE tasks SET status = ?, attempt = ?, started_at = ?, finished_at = ?, error = ?, "
@@ -57,7 +59,9 @@ class TaskRow:
     blob: bytes | None
     fmt: str | None  # the serializer name that encoded ``blob``
     queued_s: float | None = None  # seconds waited for slots (NULL in rows of schema < 3)
-    deps: tuple[str, ...] = ()  # written once with the row, never updated
+    deps: tuple[str, ...] = ()  # written once with the row, never updated, as are:
+    map_of: str | None = None  # an instance: its mapped task
+    mapped: bool = False  # a mapped task
     dirty: bool = False
 
 
@@ -77,6 +81,7 @@ class RunRow:
     tasks: dict[str, TaskRow]
     dirty: bool = False
     dirty_tasks: list[TaskRow] = field(default_factory=list)
+    new_tasks: list[TaskRow] = field(default_factory=list)  # added to a written run
     expires: float | None = None
 
 
@@ -90,6 +95,8 @@ def write_runs(
         if run.key is None:
             created.append((run, _insert(conn, run, owner)))
             continue
+        if run.new_tasks:
+            conn.executemany(_INSERT_TASK, [_full_row(run.key, t) for t in run.new_tasks])
         if run.dirty_tasks:
             rows = [(*_state(t), run.key, t.position) for t in run.dirty_tasks]
             conn.executemany(_UPDATE_TASK, rows)
@@ -109,17 +116,21 @@ def _insert(conn: sqlite3.Connection, run: RunRow, owner: Owner) -> int:
     kept: list[tuple[Any, ...]] = []
     for t in run.tasks.values():
         state = _state(t)
-        deps = json.dumps(t.deps)  # a JSON list
-        if state == _NEW_TASK_STATE:
-            fresh.append((key, t.position, t.name, PENDING, deps))
+        if state == _NEW_TASK_STATE and t.map_of is None:
+            fresh.append((key, t.position, t.name, PENDING, json.dumps(t.deps), int(t.mapped)))
         else:
-            kept.append((*state, key, t.position, t.name, deps))
+            kept.append(_full_row(key, t))
     conn.executemany(_INSERT_NEW_TASK, fresh)
     conn.executemany(_INSERT_TASK, kept)
     return key
 
 
 _NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None, None)
+
+
+def _full_row(key: int, t: TaskRow) -> tuple[Any, ...]:
+    deps = json.dumps(t.deps)  # a JSON list
+    return (*_state(t), key, t.position, t.name, deps, t.map_of, int(t.mapped))
 
 
 def _state(t: TaskRow) -> tuple[Any, ...]:
@@ -142,14 +153,16 @@ def select_run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:
         return None
     key, run_id, dag_name, created_at, status, finished_at, targets, resumed_from = row
     rows: Iterable[tuple[Any, ...]] = conn.execute(
-        f"SELECT position, name, {_STATE}, deps FROM tasks WHERE run = ? ORDER BY position",
+        f"SELECT position, name, {_STATE}, deps, map_of, mapped FROM tasks WHERE run = ? "
+        "ORDER BY position",
         (key,),
     )
     tasks = {}
-    for *state, deps in rows:
+    for *state, deps, map_of, mapped in rows:
         task = TaskRow(*state)
         if deps is not None:  # NULL: a row written before schema version 2
             task.deps = tuple(json.loads(deps))
+        task.map_of, task.mapped = map_of, bool(mapped)
         tasks[task.name] = task
     return RunRow(
         key,

@@ -55,10 +55,18 @@ def _add_queued_s(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE tasks ADD COLUMN queued_s REAL")
 
 
+def _add_map_columns(conn: sqlite3.Connection) -> None:
+    """Version 4: mapped tasks. ``mapped`` marks a mapped task's row; ``map_of`` an instance's,
+    with the mapped task's name (its rows follow the run's other tasks); NULL in older rows."""
+    conn.execute("ALTER TABLE tasks ADD COLUMN map_of TEXT")
+    conn.execute("ALTER TABLE tasks ADD COLUMN mapped INTEGER")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _add_task_deps,
     3: _add_queued_s,
+    4: _add_map_columns,
 }
 """Version N -> the step that upgrades a version N-1 database to N."""
 

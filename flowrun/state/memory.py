@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UnknownRunError
@@ -30,6 +30,13 @@ class InMemoryStateStore:
             if run_id not in self._runs:
                 raise UnknownRunError(run_id) from None
             raise KeyError(f"run {run_id!r} has no task {task!r}") from None
+
+    def add_tasks(self, run_id: str, tasks: Mapping[str, TaskRecord]) -> None:
+        try:
+            run = self._runs[run_id]
+        except KeyError:
+            raise UnknownRunError(run_id) from None
+        run.tasks.update(tasks)  # the store owns them from now on, as create_run's
 
     def mark_running(
         self, run_id: str, task: str, attempt: int, started_at: float, queued_s: float = 0.0
@@ -172,6 +179,8 @@ def _snapshot(run: RunRecord) -> RunRecord:
             rec.has_result,
             rec.deps,
             rec.queued_s,
+            rec.map_of,
+            rec.mapped,
         )
     return RunRecord(
         run.run_id,

@@ -7,10 +7,10 @@ batch instead of one per row. The store is the single source of truth for report
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .records import RunRecord
+from .records import RunRecord, TaskRecord
 
 __all__ = ["StateStoreProtocol"]
 
@@ -19,6 +19,11 @@ __all__ = ["StateStoreProtocol"]
 class StateStoreProtocol(Protocol):
     def create_run(self, run: RunRecord) -> None:
         """Store a new run with its task records (PENDING, or kept by ``resume``)."""
+        ...
+
+    def add_tasks(self, run_id: str, tasks: Mapping[str, TaskRecord]) -> None:
+        """Tasks that joined the run while it ran: the instances of a mapped task (each with
+        ``map_of`` set), after the run's other tasks, in this order."""
         ...
 
     def mark_running(

@@ -42,6 +42,8 @@ class TaskRecord:
     has_result: bool = False
     deps: tuple[str, ...] = ()
     queued_s: float = 0.0  # seconds the task waited for slots (engine or pool), all attempts
+    map_of: str | None = None  # an instance of a mapped task: that task's name
+    mapped: bool = False  # a mapped task (its instances carry its name in ``map_of``)
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -44,7 +44,16 @@ from ._sqlite_recovery import fail_dead_runs, this_process
 from ._sqlite_results import DEFAULT_SERIALIZER, ResultCodec
 from ._sqlite_rows import RunRow, TaskRow, select_run, select_run_ids, write_runs
 from ._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
-from .records import FAILED, OMITTED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord
+from .records import (
+    FAILED,
+    OMITTED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCESS,
+    RunRecord,
+    TaskRecord,
+)
 from .serializers import ResultSerializer
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStateStore", "StateDatabaseError"]
@@ -152,6 +161,17 @@ class SqliteStateStore:
             self._pending[run_id] = run
         return rec
 
+    def add_tasks(self, run_id: str, tasks: Mapping[str, TaskRecord]) -> None:
+        with self._lock:
+            run = self._live_run(run_id)
+            position = len(run.tasks)
+            for offset, (name, rec) in enumerate(tasks.items()):
+                row = self._results.task_row(run_id, position + offset, name, rec)
+                run.tasks[name] = row
+                if run.key is not None:  # a run not written yet inserts all its rows at once
+                    run.new_tasks.append(row)
+            self._pending[run_id] = run
+
     def mark_running(
         self, run_id: str, task: str, attempt: int, started_at: float, queued_s: float = 0.0
     ) -> None:
@@ -251,6 +271,7 @@ class SqliteStateStore:
                 for rec in run.dirty_tasks:
                     rec.dirty = False
                 run.dirty_tasks = []
+                run.new_tasks = []
                 run.dirty = False
                 if run.finished_at is not None and run.status != RUNNING:
                     del self._live[run.run_id]  # done: from now on a cached copy

@@ -10,6 +10,7 @@ from .._hooks import (
     HookEvent,
     RunHook,
     TaskFailureEvent,
+    TaskMapEvent,
     TaskOmitEvent,
     TaskRetryEvent,
     TaskSkipEvent,
@@ -48,6 +49,9 @@ class RecordingHook(RunHook):
         self.events.append(event)
 
     def on_task_omit(self, event: TaskOmitEvent) -> None:
+        self.events.append(event)
+
+    def on_task_map(self, event: TaskMapEvent) -> None:
         self.events.append(event)
 
     def of(self, event_type: type[E]) -> list[E]:
