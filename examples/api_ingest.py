@@ -4,16 +4,18 @@
 
 The DAG's default context, ``local_api`` (``engine.dag("api_ingest", context=local_api)``),
 starts a small JSON API on 127.0.0.1 (standard library ``http.server``, on a port the OS
-picks) for the duration of each run, and stops it afterwards. It serves ``PAGES`` pages
-of orders at ``/orders?page=N``; page 3 answers ``503 Service Unavailable`` to its first two
-requests, so its task succeeds on attempt 3 after 0.05 s and 0.1 s of back-off. The orders
-are then cleaned and loaded into ``.flowrun/api_ingest/warehouse.sqlite`` under the current
-directory (``API_INGEST_DIR`` to choose another directory).
+picks) for the duration of each run, and stops it afterwards. It announces how many pages
+of orders it has at ``/orders/pages`` and serves them at ``/orders?page=N``; page 3 answers
+``503 Service Unavailable`` to its first two requests, so its instance succeeds on attempt 3
+after 0.05 s and 0.1 s of back-off. The orders are then cleaned and loaded into
+``.flowrun/api_ingest/warehouse.sqlite`` under the current directory (``API_INGEST_DIR`` to
+choose another directory).
 
-    fetch_page_1 --+
-    fetch_page_2 --+
-    fetch_page_3 --+--> transform --> load
-    fetch_page_4 --+
+    list_pages --> fetch_page[1..N] --> transform --> load
+
+``fetch_page`` is mapped over the pages ``list_pages`` found (``map={"page": list_pages}``):
+one instance per page, however many the API announces, each with its own retries, and at most
+two talking to the API at once (``engine.pool("orders_api", slots=2)``).
 
 Against a real API, pass ``--context`` a factory of yours that returns
 ``RunContext(Source(base_url))``: an explicit context wins over the default.
@@ -62,6 +64,9 @@ class _OrdersHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
+        if url.path == "/orders/pages":
+            self._send(200, {"pages": PAGES})
+            return
         page = int(parse_qs(url.query).get("page", ["1"])[0])
         if url.path != "/orders" or not 1 <= page <= PAGES:
             self._send(404, {"error": "not found"})
@@ -106,6 +111,7 @@ def local_api() -> Iterator[RunContext[Source]]:
 
 
 engine = build_default_engine(max_parallel=4)
+engine.pool("orders_api", slots=2)  # the API allows two requests at a time
 api_ingest = engine.dag("api_ingest", context=local_api)  # every run without a context uses it
 
 
@@ -145,30 +151,33 @@ def _source(context: RunContext[Source]) -> Source:
     return context.deps
 
 
-async def fetch_page(context: RunContext[Source], page: int) -> list[dict[str, Any]]:
-    data = await get_json(f"{_source(context).base_url}/orders?page={page}")
-    items: list[dict[str, Any]] = data["items"]
-    return items
+@api_ingest.task(retries=3, retry_delay_s=0.05, retry_on=(HttpError, OSError, TimeoutError))
+async def list_pages(context: RunContext[Source]) -> list[int]:
+    data = await get_json(f"{_source(context).base_url}/orders/pages")
+    return list(range(1, int(data["pages"]) + 1))
 
 
-fetch = api_ingest.task_template(
-    fetch_page,
+@api_ingest.task(
+    map={"page": list_pages},
+    map_key=str,  # instances fetch_page[1], fetch_page[2], ...
+    pool="orders_api",
     retries=3,
     retry_delay_s=0.05,
     retry_backoff=2.0,
     retry_on=(HttpError, OSError, TimeoutError),
     timeout_s=10,
 )
-FETCH_TASKS = [f"fetch_page_{page}" for page in range(1, PAGES + 1)]
-for _page, _name in enumerate(FETCH_TASKS, start=1):
-    fetch.bind(_name, page=_page)
+async def fetch_page(context: RunContext[Source], page: int) -> list[dict[str, Any]]:
+    data = await get_json(f"{_source(context).base_url}/orders?page={page}")
+    items: list[dict[str, Any]] = data["items"]
+    return items
 
 
-@api_ingest.task(deps=FETCH_TASKS)
-def transform(upstream: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+@api_ingest.task(deps=[fetch_page])
+def transform(fetch_page: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
-    for name in FETCH_TASKS:
-        for item in upstream[name]:
+    for page in fetch_page:  # the pages' items, in page order
+        for item in page:
             rows.append(
                 {
                     "id": item["id"],

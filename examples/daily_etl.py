@@ -9,7 +9,12 @@ directory); the source tree is never touched.
 
     orders.csv ----> extract_orders ----+
                                          +--> transform --> load --> daily_totals.json
-    customers.json -> extract_customers -+
+    customers.json -> extract_customers -+                    |
+                                                        clean_up (trigger="all_done")
+
+``clean_up`` removes the staged inputs once ``load`` is final, whether it succeeded or not: a
+cleanup task never turns a failed run green, and it receives ``None`` for a parent that did
+not succeed.
 """
 
 from __future__ import annotations
@@ -101,3 +106,17 @@ def load(generate_inputs: dict[str, str], transform: dict[str, object]) -> str:
     tmp.write_text(json.dumps({"day": generate_inputs["day"], **transform}, indent=2), "utf-8")
     tmp.replace(out)  # atomic: a reader never sees half a file
     return str(out)
+
+
+@daily_etl.task(deps=[generate_inputs, load], trigger="all_done")
+def clean_up(generate_inputs: dict[str, str] | None, load: str | None) -> list[str]:
+    """Remove the staged inputs, whatever happened to the load (None: it did not succeed)."""
+    if generate_inputs is None:
+        return []  # nothing was staged
+    removed = []
+    for key in ("orders", "customers"):
+        path = Path(generate_inputs[key])
+        if path.exists():
+            path.unlink()
+            removed.append(path.name)
+    return removed

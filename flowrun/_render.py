@@ -32,6 +32,7 @@ STATUS_COLOURS: dict[str, tuple[str, str, str]] = {
     "PENDING": ("#ffffff", "#adb5bd", "#495057"),
 }
 _ERROR_CHARS = 60  # the error shown in a node of a run drawing is cut to this length
+_SHOWN_INSTANCES = 20  # a mapped task's instances listed in a text report
 
 
 def render_dag(dag: DAG, format: str = "text") -> str:
@@ -52,6 +53,14 @@ def _text(dag: DAG) -> str:
         branch = "└── " if i == last else "├── "
         parents = dag.parents[name]
         suffix = f"  <- {', '.join(parents)}" if parents else ""
+        spec = dag.specs[name]
+        notes = [f"map over {spec.map_source}"] if spec.map_source else []
+        if spec.trigger != "all_success":
+            notes.append(f"trigger {spec.trigger}")
+        if spec.pool is not None:
+            notes.append(f"pool {spec.pool}")
+        if notes:
+            suffix += f"  [{', '.join(notes)}]"
         lines.append(f"{branch}{name}{suffix}")
     return "\n".join(lines)
 
@@ -190,13 +199,25 @@ def _run_dot(report: Mapping[str, Any], parents: Mapping[str, Sequence[str]] | N
 
 
 def format_report(report: Mapping[str, Any], *, tracebacks: bool = True) -> str:
-    """A run report as text: one line per task (status, attempt, duration), then the error
-    and the traceback (trimmed to user code) of every failed task."""
+    """A run report as text: one line per task (status, attempt, duration; a mapped task's
+    instances below it, the first ``_SHOWN_INSTANCES`` of them), then the error and the
+    traceback (trimmed to user code) of every failed task."""
     tasks: Mapping[str, Mapping[str, Any]] = report["tasks"]
     lines = [f"run {report['run_id']} of DAG {report['dag_name']!r}: {report['status']}"]
-    width = max([4, *(len(name) for name in tasks)])
-    lines.append(f"  {'task':<{width}}  {'status':<8}  {'attempt':>7}  {'duration':>10}")
+    rows: list[tuple[str, Mapping[str, Any]]] = []
     for name, info in tasks.items():
+        rows.append((name, info))
+        instances: Mapping[str, Mapping[str, Any]] = info.get("instances") or {}
+        for key, instance in list(instances.items())[:_SHOWN_INSTANCES]:
+            rows.append((f"  [{key}]", instance))
+        if len(instances) > _SHOWN_INSTANCES:
+            rows.append((f"  ... {len(instances) - _SHOWN_INSTANCES} more instances", {}))
+    width = max([4, *(len(name) for name, _ in rows)])
+    lines.append(f"  {'task':<{width}}  {'status':<8}  {'attempt':>7}  {'duration':>10}")
+    for name, info in rows:
+        if not info:
+            lines.append(f"  {name}")
+            continue
         started, finished = info["started_at"], info["finished_at"]
         duration = "-" if started is None or finished is None else f"{finished - started:.3f}s"
         lines.append(

@@ -45,11 +45,8 @@ def test_daily_etl_writes_only_under_the_working_directory(tmp_path: Path) -> No
     assert snapshot(EXAMPLES) == before  # nothing written into the source tree
     assert report["status"] == "SUCCESS"
     work = tmp_path / ".flowrun" / "daily_etl"
-    assert sorted(p.name for p in work.iterdir()) == [
-        "customers.json",
-        "daily_totals.json",
-        "orders.csv",
-    ]
+    assert sorted(p.name for p in work.iterdir()) == ["daily_totals.json"]  # inputs cleaned up
+    assert report["tasks"]["clean_up"]["result"] == ["orders.csv", "customers.json"]
     totals = json.loads((work / "daily_totals.json").read_text(encoding="utf-8"))
     assert totals["orders"] + totals["rejected"] == 200
     assert totals["rejected"] == 4  # every 50th order has no amount
@@ -90,7 +87,9 @@ def test_api_ingest_retries_the_flaky_page_and_loads_sqlite(tmp_path: Path) -> N
     report = report_of(run_example(tmp_path, "api_ingest.py"))  # its default context serves
     tasks = report["tasks"]
     assert report["status"] == "SUCCESS"
-    assert [tasks[f"fetch_page_{n}"]["attempt"] for n in (1, 2, 3, 4)] == [1, 1, 3, 1]
+    pages = tasks["fetch_page"]["instances"]  # mapped over the pages the API announced
+    assert {key: page["attempt"] for key, page in pages.items()} == {"1": 1, "2": 1, "3": 3, "4": 1}
+    assert all(page["queued_s"] >= 0 for page in pages.values())  # a pool of 2 for 4 pages
     assert tasks["load"]["result"]["loaded"] == 100
     db = tmp_path / ".flowrun" / "api_ingest" / "warehouse.sqlite"
     with sqlite3.connect(db) as conn:
@@ -108,7 +107,7 @@ def test_api_ingest_with_an_explicit_context_uses_it_not_the_default(tmp_path: P
     proc = run_example(tmp_path, "api_ingest.py", "--context", "elsewhere:NOWHERE")
     assert proc.returncode == 1
     report = json.loads(proc.stdout)
-    error = report["tasks"]["fetch_page_1"]["error"]
+    error = report["tasks"]["list_pages"]["error"]
     assert "no API to read from: the run's context holds {'base_url': None}" in error
 
 

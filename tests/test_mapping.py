@@ -450,3 +450,31 @@ def test_a_mapped_task_that_fails_to_start_reports_a_failure_event() -> None:
     (failure,) = [e for e in hook.of(TaskFailureEvent) if e.task_name == "load_table"]
     assert failure.final
     assert "not a list of items" in failure.error
+
+
+def test_the_text_report_lists_instances_under_their_task_and_caps_them() -> None:
+    from flowrun.testing import format_report
+
+    engine = build_default_engine(clock=new_clock())
+    etl = engine.dag("etl")
+    etl.task("n")(lambda: list(range(25)))
+    etl.task("each", map={"i": "n"})(lambda i: i)
+    text = format_report(run_dag(etl))
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  each "))
+    assert lines[at + 1].startswith("    [0] ")
+    assert lines[at + 20].startswith("    [19] ")
+    assert lines[at + 21] == "    ... 5 more instances"
+
+
+def test_the_dag_drawing_names_maps_rules_and_pools() -> None:
+    engine = build_default_engine()
+    engine.pool("api", slots=1)
+    etl = engine.dag("etl")
+    etl.task("pages")(lambda: [1])
+    etl.task("fetch", map={"page": "pages"}, pool="api")(lambda page: page)
+    etl.task("cleanup", deps=["fetch"], trigger="all_done")(lambda: None)
+    assert engine.display_dag("etl").splitlines()[2:] == [
+        "├── fetch  <- pages  [map over pages, pool api]",
+        "└── cleanup  <- fetch  [trigger all_done]",
+    ]
