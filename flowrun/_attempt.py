@@ -47,6 +47,18 @@ THREAD_POOLS = (ThreadPoolExecutor, DaemonThreadPool)
 contextvars, and their timeout starts when a worker picks them up."""
 
 
+class _ReturnWatch:
+    """Whether a watched call is really over, whether its attempt was abandoned, and what to
+    run once it is over."""
+
+    __slots__ = ("abandoned", "callback", "over")
+
+    def __init__(self) -> None:
+        self.over = False
+        self.abandoned = False
+        self.callback: Callable[[], None] | None = None
+
+
 class EscalatedError(Exception):
     """Carries a ``KeyboardInterrupt``/``SystemExit`` out of a task's asyncio task.
 
@@ -63,8 +75,6 @@ class Attempt:
     """One execution of a task; also the done-callback of its future."""
 
     __slots__ = (
-        "abandoned",
-        "call_over",
         "clock",
         "context",
         "executor_name",
@@ -74,14 +84,13 @@ class Attempt:
         "name",
         "number",
         "on_done",
-        "on_return",
+        "returns",
         "run_id",
         "spec",
         "start_mono",
         "start_wall",
         "timed_out",
         "timer",
-        "track_return",
     )
 
     def __init__(
@@ -110,12 +119,7 @@ class Attempt:
         self.timed_out = False
         self.finished = False
         self.timer: asyncio.TimerHandle | None = None
-        # Set for a sync attempt holding pool slots: whether its call really returned (a
-        # timed-out or abandoned one runs on in its thread or worker), and what to do then.
-        self.track_return = False
-        self.abandoned = False
-        self.call_over = False
-        self.on_return: Callable[[], None] | None = None
+        self.returns: _ReturnWatch | None = None  # see track_return()
 
     def __call__(self, future: asyncio.Future[Any]) -> None:
         """Done-callback of the attempt's future."""
@@ -162,7 +166,8 @@ class Attempt:
         discarded, a sync one is told to stop (``context.cancelled()``), an async one is
         cancelled."""
         self.finished = True
-        self.abandoned = True
+        if self.returns is not None:
+            self.returns.abandoned = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -171,18 +176,26 @@ class Attempt:
         if self.future is not None and not self.future.done():
             self.future.cancel()
 
+    def track_return(self) -> None:
+        """Before ``start``: watch for the call itself to be over, not only its asyncio side
+        (a sync attempt holding pool slots, which a timed-out call still uses)."""
+        self.returns = _ReturnWatch()
+
     def call_returned(self) -> None:
         """On the loop, once the call itself is over (returned, raised or never started)."""
-        self.call_over = True
-        callback, self.on_return = self.on_return, None
-        if callback is not None:
-            callback()
+        watch = self.returns
+        if watch is not None:
+            watch.over = True
+            callback, watch.callback = watch.callback, None
+            if callback is not None:
+                callback()
 
     def when_call_returns(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once the call is over: now if it is (or was never tracked), else
-        when its thread or worker really returns."""
-        if self.track_return and not self.call_over and (self.timed_out or self.abandoned):
-            self.on_return = callback
+        """Run ``callback`` once the call is over: now if it is (or was never watched), else
+        when its thread or worker really returns (a timed-out or abandoned call)."""
+        watch = self.returns
+        if watch is not None and not watch.over and (self.timed_out or watch.abandoned):
+            watch.callback = callback
         else:
             callback()
 
@@ -246,7 +259,7 @@ def launcher_for(executor: Executor) -> Launcher:
             ctx = contextvars.copy_context()
             spec = attempt.spec
             clock, func = attempt.clock, spec.func
-            if attempt.track_return:
+            if attempt.returns is not None:
                 return _submit_tracked(
                     executor, attempt, ctx.run, _run_sync, attempt, clock, func, args, kwargs
                 )
@@ -266,7 +279,7 @@ def launcher_for(executor: Executor) -> Launcher:
         attempt.executor_name = name
         key = f"{attempt.run_id}/{attempt.name}/{attempt.number}"
         call = SyncCall(key, attempt.name, spec.func, args, kwargs, pickler=pickler)
-        if attempt.track_return:
+        if attempt.returns is not None:
             future = _submit_tracked(executor, attempt, call)
         else:
             future = attempt.loop.run_in_executor(executor, call)

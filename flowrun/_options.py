@@ -236,7 +236,7 @@ class TaskOptions:
 
     def options(self) -> dict[str, Any]:
         """These options as decorator keywords (``deps`` not included), e.g. to re-register."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(TaskOptions)}
+        return {name: getattr(self, name) for name in _OPTION_FIELDS}
 
     @property
     def max_attempts(self) -> int:
@@ -246,6 +246,8 @@ class TaskOptions:
         """Delay before attempt ``attempt + 1``, without jitter."""
         return self.retry_delay_s * self.retry_backoff ** (attempt - 1)
 
+
+_OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(TaskOptions))
 
 OPTION_NAMES: frozenset[str] = frozenset(TaskOptionsDict.__annotations__)
 """Every keyword a task decorator takes besides ``name`` and ``dag``."""

@@ -189,14 +189,12 @@ class Run:
         parents = dag.parents
         children = dag.children
         kept = self.kept
-        tasks: dict[str, TaskRecord] = {}
-        for name in order:
-            record = kept.get(name)
-            deps = parents[name]  # the run keeps its edges: it can be drawn without its code
-            if record is not None:
-                tasks[name] = replace(record, deps=deps)
-            else:
-                tasks[name] = TaskRecord(deps=deps, mapped=name in dag.mapped)
+        # The run keeps its edges: it can be drawn without its code.
+        tasks = {name: TaskRecord(deps=parents[name]) for name in order}
+        for name in dag.mapped:
+            tasks[name].mapped = True
+        for name, record in kept.items():
+            tasks[name] = replace(record, deps=parents[name])
         for own in self.kept_instances.values():  # a kept mapped task keeps its instances
             tasks.update(own)
         self.store.create_run(
@@ -232,12 +230,16 @@ class Run:
         self.consumers_left = consumers
         self.status.update(dict.fromkeys(waiting, PENDING))
         special = self.special
+        now = self.now
+        if not special and not self.omitted_parents:
+            self.ready.extend((name, 1, now) for name, count in waiting.items() if count == 0)
+            return
         for name, count in waiting.items():
             if count == 0:
                 if name in special or name in self.omitted_parents:
                     undecided.append(name)
                 else:
-                    self.ready.append((name, 1, self.now))
+                    self.ready.append((name, 1, now))
         for name in undecided:
             self._settle(name)
         if self.logger.isEnabledFor(logging.INFO):
@@ -286,6 +288,19 @@ class Run:
         acquire = limiter.acquire
         pooled = self.pooled
         now = self.now
+        queued = self.queued
+        launch = self._launch
+        if not pooled:  # the common case, kept tight
+            while ready:
+                if not acquire(self):
+                    return
+                name, number, since = ready.popleft()
+                if since < now:  # it waited for a slot (over all attempts: queued_s)
+                    queued[name] = (
+                        now - since if number == 1 else queued.get(name, 0.0) + now - since
+                    )
+                launch(name, number)
+            return
         while ready:
             if pooled:
                 entry = ready[0]
@@ -302,13 +317,16 @@ class Run:
                 return
             name, number, since = ready.popleft()
             if since < now:
-                self.queued[name] = self.queued.get(name, 0.0) + (now - since)
-            self._launch(name, number)
+                queued[name] = queued.get(name, 0.0) + (now - since)
+            launch(name, number)
 
     def _launch(self, name: str, number: int) -> None:
         spec = self.specs[name]
         now = self.clock.time()
-        self.store.mark_running(self.run_id, name, number, now, self.queued.get(name, 0.0))
+        queued = self.queued
+        self.store.mark_running(
+            self.run_id, name, number, now, queued.get(name, 0.0) if queued else 0.0
+        )
         self.status[name] = RUNNING
         plan = spec.plan
         context = None
@@ -324,8 +342,8 @@ class Run:
             self.loop, self.clock, self.run_id, spec, number, context, self._attempt_done, name
         )
         self.running.add(attempt)
-        if name in self.pool_held and not spec.is_async:
-            attempt.track_return = True  # its pool slots stay taken until the call returns
+        if self.pool_held and name in self.pool_held and not spec.is_async:
+            attempt.track_return()  # its pool slots stay taken until the call returns
         if plan.params:
             item = self.items.get(name) if self.items else None
             args, kwargs = plan.build(context, self.results, self.parents[name], item)
@@ -352,7 +370,7 @@ class Run:
         self.limiter.release()
         spec = attempt.spec
         name = attempt.name
-        if name in self.pool_held:
+        if self.pool_held and name in self.pool_held:
             self._release_pool(attempt)
         finished_wall = self.clock.time()
         duration = max(0.0, self.clock.monotonic() - attempt.start_mono)
@@ -433,6 +451,8 @@ class Run:
                 self.results[name] = result
             waiting = self.waiting
             special = self.special
+            omitted = self.omitted_parents
+            ready = self.ready
             for child in children:
                 left = waiting.get(child)
                 if left is None:
@@ -440,10 +460,10 @@ class Run:
                 left -= 1
                 waiting[child] = left
                 if left == 0:
-                    if child in special or child in self.omitted_parents:
+                    if child in special or child in omitted:
                         self._settle(child)
                     else:
-                        self.ready.append((child, 1, self.now))
+                        ready.append((child, 1, self.now))
         self._consumed(name)
 
     # -- mapped tasks ------------------------------------------------------------------------
@@ -836,7 +856,8 @@ class Run:
             self.limiter.release()
             name = attempt.name
             if name in self.pool_held:
-                attempt.abandoned = not attempt.succeeded()
+                if not attempt.succeeded():
+                    attempt.abandon()  # before the release: the call may still be running
                 self._release_pool(attempt)
             error_text = f"CancelledError: {what} while task {name!r} was running"
             trace = None

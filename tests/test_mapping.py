@@ -478,3 +478,15 @@ def test_the_dag_drawing_names_maps_rules_and_pools() -> None:
         "├── fetch  <- pages  [map over pages, pool api]",
         "└── cleanup  <- fetch  [trigger all_done]",
     ]
+
+
+def test_a_map_over_a_task_that_does_not_exist_is_a_missing_dependency() -> None:
+    from flowrun import MissingDependencyError
+
+    engine = build_default_engine()
+    etl = engine.dag("etl")
+    etl.task("tables")(lambda: [])
+    etl.task("load", map={"table": "tabels"})(lambda table: table)
+    with pytest.raises(MissingDependencyError, match=r"Did you mean 'tables'\?") as info:
+        engine.validate("etl")
+    assert (info.value.task_name, info.value.dependency) == ("load", "tabels")
