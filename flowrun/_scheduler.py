@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import traceback
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ._attempt import Attempt, EscalatedError, Launcher, launch_async
 from ._clock import Clock
@@ -28,7 +27,6 @@ from ._hooks import (
     HookDispatcher,
     HookEvent,
     TaskFailureEvent,
-    TaskMapEvent,
     TaskOmitEvent,
     TaskRetryEvent,
     TaskSkipEvent,
@@ -36,11 +34,12 @@ from ._hooks import (
     TaskSuccessEvent,
 )
 from ._limits import Limiter, ReadyEntry
-from ._mapping import MapInputError, instance_name, map_items
 from ._report import run_status
-from ._resume import UNKNOWN, ResumePlan
+from ._resume import ResumePlan
+from ._run_abort import abort, give_up_creating
+from ._run_maps import expand, instance_final
 from ._triggers import decide
-from .errors import Omit, TaskTimeoutError, describe
+from .errors import Omit, TaskTimeoutError, describe_failure
 from .state.protocol import StateStoreProtocol
 from .state.records import (
     FAILED,
@@ -56,7 +55,6 @@ from .state.records import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._task import TaskSpec
 
 __all__ = ["Run"]
 
@@ -169,17 +167,17 @@ class Run:
         try:
             self._create()
         except BaseException as exc:
-            self._give_up_creating(exc)
+            give_up_creating(self, exc)
             raise
         try:
             if self.hooks.wants(DagStartEvent):
                 await self.hooks.emit(DagStartEvent(self.run_id, self.dag_name, self.dag.order))
             await self._drive()
         except BaseException as exc:
-            await self._abort(exc, started)
+            await abort(self, exc, started)
             raise
         status = run_status(self.status.values())
-        await self._finish(status, started)
+        await self.finish(status, started)
         return self.run_id
 
     def _create(self) -> None:
@@ -233,15 +231,15 @@ class Run:
         now = self.now
         if not special and not self.omitted_parents:
             self.ready.extend((name, 1, now) for name, count in waiting.items() if count == 0)
-            return
-        for name, count in waiting.items():
-            if count == 0:
-                if name in special or name in self.omitted_parents:
-                    undecided.append(name)
-                else:
-                    self.ready.append((name, 1, now))
-        for name in undecided:
-            self._settle(name)
+        else:
+            for name, count in waiting.items():
+                if count == 0:
+                    if name in special or name in self.omitted_parents:
+                        undecided.append(name)
+                    else:
+                        self.ready.append((name, 1, now))
+            for name in undecided:
+                self._settle(name)
         if self.logger.isEnabledFor(logging.INFO):
             again = f" (resuming run {self.resumed_from})" if self.resumed_from else ""
             self.logger.info(
@@ -371,7 +369,7 @@ class Run:
         spec = attempt.spec
         name = attempt.name
         if self.pool_held and name in self.pool_held:
-            self._release_pool(attempt)
+            self.release_pool(attempt)
         finished_wall = self.clock.time()
         duration = max(0.0, self.clock.monotonic() - attempt.start_mono)
         error: BaseException | None
@@ -399,7 +397,7 @@ class Run:
         else:
             self._failed_for_good(attempt, error, finished_wall, duration)
 
-    def _release_pool(self, attempt: Attempt) -> None:
+    def release_pool(self, attempt: Attempt) -> None:
         """Give the attempt's pool slots back: a sync call abandoned after its timeout (or an
         aborted run) keeps them until its thread or worker really returns, since it may still
         be using what the pool protects."""
@@ -409,7 +407,7 @@ class Run:
         release = self.limiter.release_pool
         attempt.when_call_returns(lambda: release(pool, slots))
 
-    def _record_success(self, attempt: Attempt, result: Any, finished: float) -> Exception | None:
+    def record_success(self, attempt: Attempt, result: Any, finished: float) -> Exception | None:
         """Store a successful attempt; what the store raised instead (e.g. a result its
         serializer cannot encode), which fails the task."""
         spec = attempt.spec
@@ -423,7 +421,7 @@ class Run:
         return None
 
     def _succeeded(self, attempt: Attempt, result: Any, finished: float, duration: float) -> None:
-        error = self._record_success(attempt, result, finished)
+        error = self.record_success(attempt, result, finished)
         if error is not None:
             self._failed_for_good(attempt, error, finished, duration)
             return
@@ -438,12 +436,12 @@ class Run:
             )
         if self.instance_of and name in self.instance_of:
             self.instance_results[name] = result
-            self._consumed(name)
-            self._instance_final(name)
+            self.consumed(name)
+            instance_final(self, name)
             return
-        self._children_may_start(name, result)
+        self.children_may_start(name, result)
 
-    def _children_may_start(self, name: str, result: Any) -> None:
+    def children_may_start(self, name: str, result: Any) -> None:
         """``name`` succeeded with ``result``: children that wait for nothing else start."""
         children = self.children[name]
         if children:
@@ -464,137 +462,9 @@ class Run:
                         self._settle(child)
                     else:
                         ready.append((child, 1, self.now))
-        self._consumed(name)
+        self.consumed(name)
 
-    # -- mapped tasks ------------------------------------------------------------------------
-    def _expand(self, name: str) -> None:
-        """Every parent of the mapped task ``name`` succeeded: add one instance per item of
-        its source's result (nodes and edges, O(items)) and queue them."""
-        spec = self.specs[name]
-        source = spec.map_source
-        assert source is not None
-        try:
-            pairs = map_items(spec, self.results.get(source))
-        except MapInputError as error:
-            now = self.clock.time()
-            text = describe(error)
-            self.store.mark_failed(self.run_id, name, now, now, text, None)
-            self.status[name] = FAILED
-            self.errors[name] = text
-            self.logger.warning("task %r failed: %s", name, text)
-            if self.hooks.wants(TaskFailureEvent):
-                self.events.append(
-                    TaskFailureEvent(self.run_id, self.dag_name, name, 0, 1, 0.0, text, True)
-                )
-            self._consumed(name)
-            self._propagate(name)
-            return
-        self.store.mark_running(self.run_id, name, 0, self.clock.time())
-        self.status[name] = RUNNING
-        parents = self.parents[name]
-        specs = cast("dict[str, TaskSpec]", self.specs)
-        parent_map = cast("dict[str, tuple[str, ...]]", self.parents)
-        pool = self.pooled.get(name)
-        pooled = cast("dict[str, tuple[str, int]]", self.pooled)
-        status, items, instance_of, ready, now = (
-            self.status,
-            self.items,
-            self.instance_of,
-            self.ready,
-            self.now,
-        )
-        names: list[str] = []
-        records: dict[str, TaskRecord] = {}
-        reusable = self.reusable.get(name)
-        launched = 0
-        for key, item in pairs:
-            instance = instance_name(name, key)
-            names.append(instance)
-            if reusable is not None and key in reusable:
-                record, old_item = reusable[key]
-                if _same_item(old_item, item):  # resume: key and input unchanged
-                    records[instance] = replace(record, deps=parents, map_of=name)
-                    status[instance] = SUCCESS
-                    self.instance_results[instance] = record.result
-                    continue
-            instance_of[instance] = name
-            specs[instance] = spec
-            parent_map[instance] = parents  # no children: its end goes to _instance_final
-            if pool is not None:
-                pooled[instance] = pool
-            records[instance] = TaskRecord(deps=parents, map_of=name)
-            status[instance] = PENDING
-            items[instance] = item
-            ready.append((instance, 1, now))
-            launched += 1
-        if records:
-            self.store.add_tasks(self.run_id, records)
-        consumers_left = self.consumers_left
-        for parent in parents:  # each instance reads its parents' results, as the task would
-            if parent in consumers_left:
-                consumers_left[parent] += launched
-        self.instances[name] = names
-        self.instances_left[name] = launched
-        if self.hooks.wants(TaskMapEvent):
-            self.events.append(TaskMapEvent(self.run_id, self.dag_name, name, tuple(names)))
-        if self.log_info:
-            kept = (
-                f", {len(names) - launched} kept from run {self.resumed_from}" if reusable else ""
-            )
-            self.logger.info(
-                "task %r mapped over %d item(s) of %r%s", name, len(names), source, kept
-            )
-        if not launched:
-            self._map_final(name)
-
-    def _instance_final(self, instance: str) -> None:
-        name = self.instance_of[instance]
-        left = self.instances_left[name] - 1
-        self.instances_left[name] = left
-        self.items.pop(instance, None)
-        if left == 0:
-            self._map_final(name)
-
-    def _map_final(self, name: str) -> None:
-        """Every instance of ``name`` is final: FAILED if one failed, OMITTED if every one
-        omitted itself, else SUCCESS with the succeeded instances' results in input order."""
-        instances = self.instances[name]
-        status = self.status
-        now = self.clock.time()
-        failed = [i for i in instances if status[i] != SUCCESS and status[i] != OMITTED]
-        if failed:
-            text = self.errors.get(failed[0], f"instance {failed[0]!r} {status[failed[0]]}")
-            self.store.mark_failed(self.run_id, name, now, now, text, None)
-            status[name] = FAILED
-            self.errors[name] = text
-            self.logger.warning("task %r failed: %s", name, text)
-            if self.hooks.wants(TaskFailureEvent):
-                self.events.append(
-                    TaskFailureEvent(self.run_id, self.dag_name, name, 0, 1, 0.0, text, True)
-                )
-            self._consumed(name)
-            self._propagate(name)
-            return
-        results = self.instance_results
-        succeeded = [results.pop(i) for i in instances if status[i] == SUCCESS]
-        if instances and not succeeded:
-            status[name] = OMITTED
-            self.errors[name] = f"every instance of task {name!r} was omitted"
-            self._record_not_run([name])
-            self._propagate(name)
-            return
-        spec = self.specs[name]
-        keep = spec.retain_result and not instances  # instances keep their own results
-        self.store.mark_success(self.run_id, name, now, now, succeeded, keep)
-        status[name] = SUCCESS
-        if self.want_success:
-            self.events.append(
-                TaskSuccessEvent(self.run_id, self.dag_name, name, 0, 0.0, succeeded)
-            )
-        self._children_may_start(name, succeeded)
-        self._consumed(name)
-
-    def _consumed(self, name: str) -> None:
+    def consumed(self, name: str) -> None:
         """``name`` is finished for good: its parents' results may no longer be needed."""
         consumers_left = self.consumers_left
         for parent in self.parents[name]:
@@ -613,7 +483,7 @@ class Run:
         delay = spec.retry_delay(attempt.number)
         if spec.retry_jitter and delay:
             delay *= 1.0 + spec.retry_jitter * (2.0 * self.random() - 1.0)
-        text, trace = _describe(error)
+        text, trace = describe_failure(error)
         self.store.mark_retry(self.run_id, name, attempt.start_wall, finished, text, trace)
         self.status[name] = PENDING
         nxt = attempt.number + 1
@@ -666,18 +536,18 @@ class Run:
         self, attempt: Attempt, error: BaseException, finished: float, duration: float
     ) -> None:
         name = attempt.name
-        text, trace = _describe(error)
+        text, trace = describe_failure(error)
         self.store.mark_failed(self.run_id, name, attempt.start_wall, finished, text, trace)
         self.status[name] = FAILED
         self._failure_event(attempt, duration, text, final=True)
         self.logger.warning("task %r failed after %d attempt(s): %s", name, attempt.number, text)
         self.logger.debug("traceback of task %r attempt %d:\n%s", name, attempt.number, trace)
         self.errors[name] = text
-        self._consumed(name)
+        self.consumed(name)
         if self.instance_of and name in self.instance_of:
-            self._instance_final(name)
+            instance_final(self, name)
             return
-        self._propagate(name)
+        self.propagate(name)
 
     def _failure_event(self, attempt: Attempt, duration: float, error: str, final: bool) -> None:
         if self.hooks.wants(TaskFailureEvent):
@@ -707,18 +577,18 @@ class Run:
             self.events.append(TaskOmitEvent(self.run_id, self.dag_name, name, reason))
         if self.log_info:
             self.logger.info("task %r omitted itself (%.3fs): %s", name, duration, reason)
-        self._consumed(name)
+        self.consumed(name)
         if self.instance_of and name in self.instance_of:
-            self._instance_final(name)
+            instance_final(self, name)
             return
-        self._propagate(name)
+        self.propagate(name)
 
     def _settle(self, name: str) -> None:
         """``name`` awaits no parent any more but has a rule, a map or an omitted parent: run
         (or expand) it, or make it SKIPPED or OMITTED and carry that downstream."""
         if self._decided_not_to_run(name):
-            self._record_not_run([name])
-            self._propagate(name)
+            self.record_not_run([name])
+            self.propagate(name)
 
     def _decided_not_to_run(self, name: str) -> bool:
         """Apply ``name``'s rule: queue it, or set its status and reason (the caller records)."""
@@ -728,7 +598,7 @@ class Run:
         )
         if outcome is None:
             if name in self.mapped:
-                self._expand(name)
+                expand(self, name)
             else:
                 self.ready.append((name, 1, self.now))
             return False
@@ -736,7 +606,7 @@ class Run:
         self.errors[name] = reason
         return True
 
-    def _propagate(self, origin: str) -> None:
+    def propagate(self, origin: str) -> None:
         """``origin`` FAILED, was SKIPPED or OMITTED: tell its descendants, in one traversal.
 
         An ``all_success`` child of a failure is SKIPPED at once (as the original product
@@ -770,9 +640,9 @@ class Run:
                 decided.append(child)
                 stack.append(child)
         if decided:
-            self._record_not_run(decided)
+            self.record_not_run(decided)
 
-    def _record_not_run(self, names: list[str]) -> None:
+    def record_not_run(self, names: list[str]) -> None:
         """Store, announce and log tasks that became SKIPPED or OMITTED (``self.errors`` holds
         why): one store call per status and reason, events in ``names`` order."""
         status, errors = self.status, self.errors
@@ -788,7 +658,7 @@ class Run:
         want_omit = self.hooks.wants(TaskOmitEvent)
         log_info = self.logger.isEnabledFor(logging.INFO)
         for name in names:
-            self._consumed(name)
+            self.consumed(name)
             skipped = status[name] == SKIPPED
             if want_skip if skipped else want_omit:
                 event = TaskSkipEvent if skipped else TaskOmitEvent
@@ -797,20 +667,7 @@ class Run:
                 word = "skipped" if skipped else "omitted"
                 self.logger.info("task %r %s: %s", name, word, errors[name])
 
-    def _give_up_creating(self, exc: BaseException) -> None:
-        """The store failed while the run was being created (e.g. a database locked past its
-        busy timeout): nothing ran, so mark everything SKIPPED and the run FAILED, so a later
-        flush never leaves it RUNNING."""
-        try:
-            self.store.mark_skipped(
-                self.run_id, list(self.dag.order), f"run not started: {describe(exc)}"
-            )
-            self.store.finish_run(self.run_id, FAILED, self.clock.time())
-        except Exception:  # the run may not exist in the store at all
-            self.logger.debug("could not record the failed start of run %s", self.run_id)
-        self.logger.warning("run %s of DAG %r could not start: %s", self.run_id, self.dag_name, exc)
-
-    async def _finish(self, status: str, started: float) -> None:
+    async def finish(self, status: str, started: float) -> None:
         self.store.finish_run(self.run_id, status, self.clock.time())
         self.store.flush()
         duration = self.clock.monotonic() - started
@@ -820,88 +677,6 @@ class Run:
             self.events.append(DagEndEvent(self.run_id, self.dag_name, status, duration))
         await self._emit()
 
-    async def _abort(self, exc: BaseException, started: float) -> None:
-        """Finalize after a BaseException (cancellation, KeyboardInterrupt...) before it
-        propagates: in-flight attempts FAILED, pending tasks SKIPPED, the run FAILED."""
-        what = (
-            "run cancelled"
-            if isinstance(exc, asyncio.CancelledError)
-            else (f"run aborted by {type(exc).__name__}")
-        )
-        for sleeper in self.sleeping:
-            sleeper.cancel()
-        self.sleeping.clear()
-        self._settle_in_flight(what)
-        self._skip_pending(what)
-        self.closed = True  # pools no longer grant it slots
-        for name, _, _ in self.ready:
-            if name in self.pool_held:  # ready, holding pool slots, not launched
-                self.pool_held.discard(name)
-                self.limiter.release_pool(*self.pooled[name])
-        self.ready.clear()
-        self.limiter.give_back(self)
-        self.events = []
-        self.logger.warning("run %s of DAG %r: %s", self.run_id, self.dag_name, what)
-        try:
-            await self._finish(FAILED, started)
-        except BaseException:  # already propagating one exception; a hook must not mask it
-            self.logger.exception("error while finalizing aborted run %s", self.run_id)
-
-    def _settle_in_flight(self, what: str) -> None:
-        """Attempts that completed but were not handled yet keep their real outcome; the
-        others are abandoned (a sync one runs on in its thread or worker) and FAILED."""
-        finished = self.clock.time()
-        for attempt in list(self.running):
-            self.running.discard(attempt)
-            self.limiter.release()
-            name = attempt.name
-            if name in self.pool_held:
-                if not attempt.succeeded():
-                    attempt.abandon()  # before the release: the call may still be running
-                self._release_pool(attempt)
-            error_text = f"CancelledError: {what} while task {name!r} was running"
-            trace = None
-            future = attempt.future
-            if attempt.succeeded() and future is not None:
-                error = self._record_success(attempt, future.result(), finished)
-                if error is None:
-                    continue
-                error_text, trace = _describe(error)
-            attempt.abandon()
-            self.store.mark_failed(
-                self.run_id, name, attempt.start_wall, finished, error_text, trace
-            )
-            self.status[name] = FAILED
-        self.completed.clear()
-
-    def _skip_pending(self, what: str) -> None:
-        pending = [n for n, s in self.status.items() if s == PENDING]
-        if pending:
-            self.store.mark_skipped(self.run_id, pending, what)
-            for name in pending:
-                self.status[name] = SKIPPED
-        now = self.clock.time()
-        for name in self.instances:  # a mapped task whose instances were cut short
-            if self.status[name] == RUNNING:
-                self.store.mark_failed(self.run_id, name, now, now, f"CancelledError: {what}", None)
-                self.status[name] = FAILED
-
-
-def _same_item(old: object, new: object) -> bool:
-    """Whether a resumed instance ran on this very input (never true for an unknown one)."""
-    if old is UNKNOWN:
-        return False
-    try:
-        return bool(old == new)
-    except Exception:  # e.g. a DataFrame, whose == is elementwise: cannot tell, run again
-        return False
-
 
 _NO_ARGS: list[Any] = []  # shared by calls without parameters; never mutated
 _NO_KWARGS: dict[str, Any] = {}
-
-
-def _describe(error: BaseException) -> tuple[str, str]:
-    """``"ExcType: message"`` and the formatted traceback."""
-    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return describe(error), trace

@@ -7,6 +7,7 @@ messages name the DAG and the task, say what was wrong and, where possible, the 
 from __future__ import annotations
 
 import difflib
+import traceback
 from collections.abc import Iterable, Sequence
 
 __all__ = [
@@ -31,6 +32,12 @@ def describe(error: BaseException) -> str:
     """``"ExcType: message"`` (just ``"ExcType"`` without a message): how reports show errors."""
     message = str(error)
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def describe_failure(error: BaseException) -> tuple[str, str]:
+    """``describe(error)`` and the formatted traceback: what a report keeps of a failure."""
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return describe(error), trace
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str:

@@ -23,7 +23,7 @@ import _executor_tasks as tasks
 import pytest
 
 from flowrun import SystemClock, build_default_engine
-from flowrun._attempt import SyncCall
+from flowrun._sync_calls import SyncCall
 from flowrun.testing import ExecutorContract, run_dag
 
 T = TypeVar("T")
