@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 from ._hooks import TaskFailureEvent, TaskMapEvent, TaskSuccessEvent
 from ._mapping import MapInputError, instance_name, map_items
 from ._resume import UNKNOWN
+from ._run_outcomes import propagate, record_not_run
 from .errors import describe
 from .state.records import FAILED, OMITTED, PENDING, RUNNING, SUCCESS, TaskRecord
 
@@ -40,7 +41,7 @@ def expand(run: Run, name: str) -> None:
                 TaskFailureEvent(run.run_id, run.dag_name, name, 0, 1, 0.0, text, True)
             )
         run.consumed(name)
-        run.propagate(name)
+        propagate(run, name)
         return
     run.store.mark_running(run.run_id, name, 0, run.clock.time())
     run.status[name] = RUNNING
@@ -124,15 +125,15 @@ def map_final(run: Run, name: str) -> None:
                 TaskFailureEvent(run.run_id, run.dag_name, name, 0, 1, 0.0, text, True)
             )
         run.consumed(name)
-        run.propagate(name)
+        propagate(run, name)
         return
     results = run.instance_results
     succeeded = [results.pop(i) for i in instances if status[i] == SUCCESS]
     if instances and not succeeded:
         status[name] = OMITTED
         run.errors[name] = f"every instance of task {name!r} was omitted"
-        run.record_not_run([name])
-        run.propagate(name)
+        record_not_run(run, [name])
+        propagate(run, name)
         return
     spec = run.specs[name]
     keep = spec.retain_result and not instances  # instances keep their own results

@@ -26,10 +26,7 @@ from ._hooks import (
     DagStartEvent,
     HookDispatcher,
     HookEvent,
-    TaskFailureEvent,
     TaskOmitEvent,
-    TaskRetryEvent,
-    TaskSkipEvent,
     TaskStartEvent,
     TaskSuccessEvent,
 )
@@ -38,15 +35,14 @@ from ._report import run_status
 from ._resume import ResumePlan
 from ._run_abort import abort, give_up_creating
 from ._run_maps import expand, instance_final
-from ._triggers import decide
-from .errors import Omit, TaskTimeoutError, describe_failure
+from ._run_outcomes import failure_event, propagate, retry, settle
+from .errors import Omit, describe_failure
 from .state.protocol import StateStoreProtocol
 from .state.records import (
     FAILED,
     OMITTED,
     PENDING,
     RUNNING,
-    SKIPPED,
     SUCCESS,
     RunRecord,
     TaskRecord,
@@ -239,7 +235,7 @@ class Run:
                     else:
                         self.ready.append((name, 1, now))
             for name in undecided:
-                self._settle(name)
+                settle(self, name)
         if self.logger.isEnabledFor(logging.INFO):
             again = f" (resuming run {self.resumed_from})" if self.resumed_from else ""
             self.logger.info(
@@ -393,7 +389,7 @@ class Run:
             self._failed_for_good(attempt, error, finished_wall, duration)
             raise error
         if attempt.number < spec.max_attempts and isinstance(error, spec.retry_on):
-            self._retry(attempt, error, finished_wall, duration)
+            retry(self, attempt, error, finished_wall, duration)
         else:
             self._failed_for_good(attempt, error, finished_wall, duration)
 
@@ -459,10 +455,17 @@ class Run:
                 waiting[child] = left
                 if left == 0:
                     if child in special or child in omitted:
-                        self._settle(child)
+                        settle(self, child)
                     else:
                         ready.append((child, 1, self.now))
         self.consumed(name)
+
+    def queue(self, name: str) -> None:
+        """``name`` may run: queue it, or expand it if it is a mapped task."""
+        if name in self.mapped:
+            expand(self, name)
+        else:
+            self.ready.append((name, 1, self.now))
 
     def consumed(self, name: str) -> None:
         """``name`` is finished for good: its parents' results may no longer be needed."""
@@ -477,61 +480,6 @@ class Run:
             else:
                 consumers_left[parent] = left - 1
 
-    def _retry(self, attempt: Attempt, error: Exception, finished: float, duration: float) -> None:
-        spec = attempt.spec
-        name = attempt.name
-        delay = spec.retry_delay(attempt.number)
-        if spec.retry_jitter and delay:
-            delay *= 1.0 + spec.retry_jitter * (2.0 * self.random() - 1.0)
-        text, trace = describe_failure(error)
-        self.store.mark_retry(self.run_id, name, attempt.start_wall, finished, text, trace)
-        self.status[name] = PENDING
-        nxt = attempt.number + 1
-        self._failure_event(attempt, duration, text, final=False)
-        if self.hooks.wants(TaskRetryEvent):
-            self.events.append(
-                TaskRetryEvent(
-                    self.run_id,
-                    self.dag_name,
-                    name,
-                    attempt.number,
-                    nxt,
-                    spec.max_attempts,
-                    delay,
-                    duration,
-                    text,
-                )
-            )
-        level = logging.WARNING if isinstance(error, TaskTimeoutError) else logging.INFO
-        if self.logger.isEnabledFor(level):
-            self.logger.log(
-                level,
-                "task %r attempt %d/%d failed: %s; retrying in %.3fs",
-                name,
-                attempt.number,
-                spec.max_attempts,
-                text,
-                delay,
-            )
-        self.logger.debug("traceback of task %r attempt %d:\n%s", name, attempt.number, trace)
-        if delay > 0:
-            sleeper = self.loop.create_task(self._ready_after(name, nxt, delay))
-            self.sleeping.add(sleeper)
-        else:
-            self.ready.append((name, nxt, self.now))
-
-    async def _ready_after(self, name: str, number: int, delay: float) -> None:
-        try:
-            await self.clock.sleep(delay)
-        except Exception:  # a broken clock must not strand the task: retry it now
-            self.logger.exception("clock.sleep(%r) failed; retrying task %r now", delay, name)
-        finally:
-            current = asyncio.current_task()
-            if current is not None:
-                self.sleeping.discard(current)
-        self.ready.append((name, number, self.clock.monotonic()))
-        self.wake()
-
     def _failed_for_good(
         self, attempt: Attempt, error: BaseException, finished: float, duration: float
     ) -> None:
@@ -539,7 +487,7 @@ class Run:
         text, trace = describe_failure(error)
         self.store.mark_failed(self.run_id, name, attempt.start_wall, finished, text, trace)
         self.status[name] = FAILED
-        self._failure_event(attempt, duration, text, final=True)
+        failure_event(self, attempt, duration, text, final=True)
         self.logger.warning("task %r failed after %d attempt(s): %s", name, attempt.number, text)
         self.logger.debug("traceback of task %r attempt %d:\n%s", name, attempt.number, trace)
         self.errors[name] = text
@@ -547,23 +495,7 @@ class Run:
         if self.instance_of and name in self.instance_of:
             instance_final(self, name)
             return
-        self.propagate(name)
-
-    def _failure_event(self, attempt: Attempt, duration: float, error: str, final: bool) -> None:
-        if self.hooks.wants(TaskFailureEvent):
-            spec = attempt.spec
-            self.events.append(
-                TaskFailureEvent(
-                    self.run_id,
-                    self.dag_name,
-                    attempt.name,
-                    attempt.number,
-                    spec.max_attempts,
-                    duration,
-                    error,
-                    final,
-                )
-            )
+        propagate(self, name)
 
     def _omitted_itself(
         self, attempt: Attempt, omit: Omit, finished: float, duration: float
@@ -581,91 +513,7 @@ class Run:
         if self.instance_of and name in self.instance_of:
             instance_final(self, name)
             return
-        self.propagate(name)
-
-    def _settle(self, name: str) -> None:
-        """``name`` awaits no parent any more but has a rule, a map or an omitted parent: run
-        (or expand) it, or make it SKIPPED or OMITTED and carry that downstream."""
-        if self._decided_not_to_run(name):
-            self.record_not_run([name])
-            self.propagate(name)
-
-    def _decided_not_to_run(self, name: str) -> bool:
-        """Apply ``name``'s rule: queue it, or set its status and reason (the caller records)."""
-        status = self.status
-        outcome, reason = decide(
-            self.triggers.get(name), ((p, status.get(p, SUCCESS)) for p in self.parents[name])
-        )
-        if outcome is None:
-            if name in self.mapped:
-                expand(self, name)
-            else:
-                self.ready.append((name, 1, self.now))
-            return False
-        status[name] = outcome
-        self.errors[name] = reason
-        return True
-
-    def propagate(self, origin: str) -> None:
-        """``origin`` FAILED, was SKIPPED or OMITTED: tell its descendants, in one traversal.
-
-        An ``all_success`` child of a failure is SKIPPED at once (as the original product
-        skips); every other child counts the outcome and, once it awaits no parent, decides by
-        its rule. Children that end up not running carry it on.
-        """
-        status = self.status
-        waiting = self.waiting
-        triggers = self.triggers
-        consumers_left = self.consumers_left
-        reason = f"upstream task {origin!r} failed"
-        decided: list[str] = []
-        stack = [origin]
-        while stack:
-            name = stack.pop()
-            failure = status[name] != OMITTED
-            if name in consumers_left:
-                self.results[name] = None  # what a child that runs anyway receives
-            for child in self.children[name]:
-                if status[child] != PENDING:
-                    continue  # already decided, e.g. skipped through another failed parent
-                if failure and child not in triggers:
-                    status[child] = SKIPPED
-                    self.errors[child] = reason
-                else:
-                    if not failure:
-                        self.omitted_parents.add(child)
-                    waiting[child] -= 1
-                    if waiting[child] or not self._decided_not_to_run(child):
-                        continue
-                decided.append(child)
-                stack.append(child)
-        if decided:
-            self.record_not_run(decided)
-
-    def record_not_run(self, names: list[str]) -> None:
-        """Store, announce and log tasks that became SKIPPED or OMITTED (``self.errors`` holds
-        why): one store call per status and reason, events in ``names`` order."""
-        status, errors = self.status, self.errors
-        groups: dict[tuple[str, str], list[str]] = {}
-        for name in names:
-            groups.setdefault((status[name], errors[name]), []).append(name)
-        for (outcome, reason), group in groups.items():
-            if outcome == SKIPPED:
-                self.store.mark_skipped(self.run_id, group, reason)
-            else:
-                self.store.mark_omitted(self.run_id, group, reason)
-        want_skip = self.hooks.wants(TaskSkipEvent)
-        want_omit = self.hooks.wants(TaskOmitEvent)
-        log_info = self.logger.isEnabledFor(logging.INFO)
-        for name in names:
-            self.consumed(name)
-            skipped = status[name] == SKIPPED
-            if want_skip if skipped else want_omit:
-                event = TaskSkipEvent if skipped else TaskOmitEvent
-                self.events.append(event(self.run_id, self.dag_name, name, errors[name]))
-            if log_info:
-                word = "skipped" if skipped else "omitted"
-                self.logger.info("task %r %s: %s", name, word, errors[name])
+        propagate(self, name)
 
     async def finish(self, status: str, started: float) -> None:
         self.store.finish_run(self.run_id, status, self.clock.time())
