@@ -17,3 +17,18 @@ def new_clock() -> VirtualClock:
 
 WAIT_S = 5.0
 """A generous upper bound, in real seconds, for something that is expected to happen."""
+
+
+TASK_KEYS = frozenset(
+    {
+        "status",
+        "attempt",
+        "started_at",
+        "finished_at",
+        "error",
+        "result",
+        "traceback",  # flowrun's additions to the seed's task fields: the full traceback...
+        "queued_s",  # ...and the seconds the task waited for slots
+    }
+)
+"""The fields of a task's entry in a run report (a mapped task's also has ``instances``)."""

@@ -11,7 +11,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from support import WALL_START, new_clock
+from support import TASK_KEYS, WALL_START, new_clock
 
 from flowrun import (
     DagEndEvent,
@@ -24,16 +24,6 @@ from flowrun import (
 from flowrun.testing import RecordingHook
 
 REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
-TASK_KEYS = {
-    "status",
-    "attempt",
-    "started_at",
-    "finished_at",
-    "error",
-    "result",
-    "traceback",  # flowrun's additions to the seed's task fields: the full traceback...
-    "queued_s",  # ...and the seconds the task waited for slots
-}
 
 
 # -- sync and async tasks, results ------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WAIT_S, WALL_START, new_clock
+from support import TASK_KEYS, WAIT_S, WALL_START, new_clock
 
 from flowrun import (
     Engine,
@@ -32,16 +32,6 @@ from flowrun.state import RunRecord, TaskRecord
 from flowrun.testing import VirtualClock
 
 REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
-TASK_KEYS = {
-    "status",
-    "attempt",
-    "started_at",
-    "finished_at",
-    "error",
-    "result",
-    "traceback",  # flowrun's additions to the seed's task fields: the full traceback...
-    "queued_s",  # ...and the seconds the task waited for slots
-}
 
 
 @pytest.fixture(params=["memory", "sqlite"])
