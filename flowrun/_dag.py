@@ -30,6 +30,7 @@ class DAG:
     """
 
     __slots__ = (
+        "cached",
         "children",
         "mapped",
         "name",
@@ -60,6 +61,7 @@ class DAG:
             {n: s.trigger for n, s in specs.items() if s.trigger != ALL_SUCCESS}
         )
         self.mapped = frozenset(n for n, s in specs.items() if s.map_param is not None)
+        self.cached = frozenset(n for n, s in specs.items() if s.cache)
         self.pooled: Mapping[str, tuple[str, int]] = MappingProxyType(
             {n: (s.pool, s.pool_slots) for n, s in specs.items() if s.pool is not None}
         )

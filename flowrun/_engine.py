@@ -361,6 +361,17 @@ class Engine:
             raise ValueError(f"'limit' must be >= 0 (got {limit!r})")
         return [build_report(r) for r in self.state_store.list_runs(dag_name, status, limit)]
 
+    def clear_cache(self, dag: str, tasks: Iterable[str] | None = None) -> int:
+        """Forget the cached results of the DAG's tasks (``@task(cache=True)``), of every
+        task or of ``tasks`` only, so that their next run computes them again; returns how
+        many cache entries were removed. An unknown DAG or task name raises
+        (``UnknownDagError``, ``UnknownTaskError``) with the closest name."""
+        if isinstance(tasks, str):
+            raise TypeError(f"tasks must be a list of task names; write tasks=[{tasks!r}]")
+        graph = self.get_dag(dag)
+        names = None if tasks is None else graph.check_names(tasks, "clear_cache")
+        return self.state_store.cache_clear(graph.name, names)
+
     def display_run(self, run_id: str, format: str = "mermaid") -> str:
         """Draw a run: ``"mermaid"`` (default), ``"dot"`` or ``"text"``, each task coloured by
         its status, with the edges the run recorded (no need for the code that defined it)."""

@@ -62,6 +62,7 @@ def _entry(rec: TaskRecord) -> dict[str, Any]:
         "result": rec.result,
         "traceback": rec.traceback,
         "queued_s": rec.queued_s,
+        "cached_from": rec.cached_from,
     }
 
 

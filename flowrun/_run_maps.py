@@ -79,6 +79,8 @@ def expand(run: Run, name: str) -> None:
         records[instance] = TaskRecord(deps=parents, map_of=name)
         status[instance] = PENDING
         items[instance] = item
+        if spec.cache:
+            run.cached.add(instance)
         ready.append((instance, 1, now))
         launched += 1
     if records:

@@ -34,6 +34,7 @@ from ._limits import Limiter, ReadyEntry
 from ._report import run_status
 from ._resume import ResumePlan
 from ._run_abort import abort, give_up_creating
+from ._run_cache import remember, served_from_cache
 from ._run_maps import expand, instance_final
 from ._run_outcomes import failure_event, propagate, retry, settle
 from .errors import Omit, describe_failure
@@ -124,6 +125,11 @@ class Run:
         self.instances_left: dict[str, int] = {}  # mapped task -> instances not final yet
         self.items: dict[str, Any] = {}  # instance -> its item
         self.instance_results: dict[str, Any] = {}  # succeeded instance -> result
+        # cache=True tasks (and their instances), and the cache key of each once looked up
+        # ("" when an input could not be hashed: not cached this run).
+        self.cached: set[str] = set(dag.cached)
+        self.cache_keys: dict[str, str] = {}
+        self.cache_hits: set[str] = set()  # served from the cache in this run
         self.running: set[Attempt] = set()
         self.sleeping: set[asyncio.Task[None]] = set()
         self.completed: list[Attempt] = []
@@ -284,7 +290,8 @@ class Run:
         now = self.now
         queued = self.queued
         launch = self._launch
-        if not pooled:  # the common case, kept tight
+        cached = self.cached
+        if not pooled and not cached:  # the common case, kept tight
             while ready:
                 if not acquire(self):
                     return
@@ -296,17 +303,21 @@ class Run:
                 launch(name, number)
             return
         while ready:
-            if pooled:
-                entry = ready[0]
-                name = entry[0]
-                if name in pooled and name not in self.pool_held:
-                    ready.popleft()
-                    pool, slots = pooled[name]
-                    if not limiter.take_pool(self, pool, slots, entry):
-                        self.parked += 1
-                        continue
-                    self.pool_held.add(name)
-                    ready.appendleft(entry)
+            entry = ready[0]
+            name = entry[0]
+            if cached and name in cached and name not in self.cache_keys:
+                ready.popleft()  # a first look at the cache, before any slot is taken
+                if served_from_cache(self, name):
+                    continue
+                ready.appendleft(entry)
+            if pooled and name in pooled and name not in self.pool_held:
+                ready.popleft()
+                pool, slots = pooled[name]
+                if not limiter.take_pool(self, pool, slots, entry):
+                    self.parked += 1
+                    continue
+                self.pool_held.add(name)
+                ready.appendleft(entry)
             if not acquire(self):
                 return
             name, number, since = ready.popleft()
@@ -430,6 +441,12 @@ class Run:
             self.logger.info(
                 "task %r succeeded (attempt %d, %.3fs)", name, attempt.number, duration
             )
+        if self.cache_keys and self.cache_keys.get(name):
+            remember(self, name, result)
+        self.after_success(name, result)
+
+    def after_success(self, name: str, result: Any) -> None:
+        """``name`` succeeded (ran, or was served from the cache) with ``result``."""
         if self.instance_of and name in self.instance_of:
             self.instance_results[name] = result
             self.consumed(name)

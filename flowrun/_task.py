@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, Unpack, overload
 
+from ._cache import CacheKeyError, task_fingerprint
 from ._call_plan import NO_PARAMS, CallPlan, async_kind, make_call_plan
 from ._context import ContextSource, check_context_source, describe_source
 from ._options import OPTION_NAMES, TaskOptions, TaskOptionsDict, check_option_names
@@ -48,6 +50,7 @@ class TaskSpec(TaskOptions):
     scoped: bool = True
     map_param: str | None = None  # a mapped task: the parameter that receives each item...
     map_source: str | None = None  # ...of this parent's result (one of ``deps``)
+    cache_fingerprint: str = ""  # cache=True: its code, version and template arguments
 
 
 def _where(name: str, dag: str | None) -> str:
@@ -280,6 +283,20 @@ class TaskRegistry:
             if map_source not in names:
                 names.append(map_source)  # the mapped source is a dependency
         plan = make_call_plan(func, where, names, self.tasks_of(dag_name), map_param)
+        fingerprint = ""
+        if checked.cache:
+            identity = types.SimpleNamespace(
+                name=task_name, dag=dag_name, func=func, cache_version=checked.cache_version
+            )
+            try:
+                fingerprint = task_fingerprint(identity)
+            except CacheKeyError as error:
+                raise TaskDefinitionError(
+                    f"{error}. cache=True keys the cache on the task's template arguments: "
+                    "bind ones that pickle, or drop the cache",
+                    option="cache",
+                    got=True,
+                ) from None
         return TaskSpec(
             name=task_name,
             dag=dag_name,
@@ -290,6 +307,7 @@ class TaskRegistry:
             scoped=dag is not None,
             map_param=map_param,
             map_source=map_source,
+            cache_fingerprint=fingerprint,
             **checked.options(),
         )
 

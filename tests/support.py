@@ -28,7 +28,8 @@ TASK_KEYS = frozenset(
         "error",
         "result",
         "traceback",  # flowrun's additions to the seed's task fields: the full traceback...
-        "queued_s",  # ...and the seconds the task waited for slots
+        "queued_s",  # ...the seconds the task waited for slots...
+        "cached_from",  # ...and the run whose cached result it took (None: it ran)
     }
 )
 """The fields of a task's entry in a run report (a mapped task's also has ``instances``)."""

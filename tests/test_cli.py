@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+from flowrun import SqliteStateStore
+from flowrun.state.records import CacheEntry
+
 PIPELINE = textwrap.dedent(
     '''
     """A test pipeline: `broken.flag` in the current directory makes `transform` fail."""
@@ -681,3 +684,60 @@ def test_a_stuck_sync_task_past_its_timeout_does_not_keep_the_command_alive(
     assert "timed out after 0.2s" in proc.stdout
     assert "flowrun resume" not in proc.stdout  # nothing was kept to resume from
     assert "--db :memory: kept nothing" in proc.stdout
+
+
+def put_cache_entries(db: Path, entries: list[tuple[str, str, str]]) -> None:
+    """Cache entries ``(key, dag, task)`` in the database, as earlier runs would have left."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with SqliteStateStore(db) as store:
+        for key, dag, task in entries:
+            store.cache_put(CacheEntry(key, dag, task, "earlier", 1.0, None, [1]))
+
+
+def cache_keys(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [key for (key,) in conn.execute("SELECT key FROM cache ORDER BY key")]
+
+
+def run_count(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        count: int = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    return count
+
+
+def test_refresh_cache_forgets_the_named_tasks_or_the_whole_dag(project: Path) -> None:
+    db = project / ".flowrun" / "flowrun.sqlite"
+    put_cache_entries(
+        db, [("e", "etl", "extract"), ("t", "etl", "transform"), ("l", "etl", "load")]
+    )
+    put_cache_entries(db, [("p", "fan", "peak")])
+
+    some = flowrun(project, "run", "pipeline.py", "etl", "--refresh-cache", "transform", "load")
+    assert some.returncode == 0, some.stderr
+    assert "of DAG 'etl': SUCCESS" in some.stdout
+    assert cache_keys(db) == ["e", "p"]
+
+    every = flowrun(project, "run", "pipeline.py", "etl", "--refresh-cache", "--json")
+    assert every.returncode == 0, every.stderr
+    assert as_json(every)["status"] == "SUCCESS"
+    assert cache_keys(db) == ["p"]  # the other DAG keeps its cache
+    assert run_count(db) == 2
+
+
+def test_refresh_cache_of_an_unknown_task_is_a_usage_error(project: Path) -> None:
+    db = project / ".flowrun" / "flowrun.sqlite"
+    put_cache_entries(db, [("l", "etl", "load")])
+    typo = flowrun(project, "run", "pipeline.py", "etl", "--refresh-cache", "extract", "lod")
+    assert typo.returncode == 2
+    assert "--refresh-cache 'lod': DAG 'etl' has no such task. Did you mean 'load'?" in (
+        typo.stderr
+    )
+    assert run_count(db) == 0  # nothing ran...
+    assert cache_keys(db) == ["l"]  # ...and nothing was forgotten
+
+
+def test_refresh_cache_is_in_the_run_help(project: Path) -> None:
+    proc = flowrun(project, "run", "--help")
+    assert proc.returncode == 0
+    assert "--refresh-cache [TASK ...]" in proc.stdout
+    assert "every task of the DAG when none is named" in " ".join(proc.stdout.split())

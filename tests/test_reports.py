@@ -70,9 +70,11 @@ async def test_report_has_exactly_the_documented_keys(engine: Engine, clock: Vir
             "error",
             "result",
             "traceback",
-            "queued_s",  # the wait for slots: flowrun's one addition to the task fields
+            "queued_s",  # the wait for slots and...
+            "cached_from",  # ...the run a cached result came from: flowrun's additions
         }
         assert task["queued_s"] == 0.0
+        assert task["cached_from"] is None
         assert task["status"] == "SUCCESS"
         assert task["attempt"] == 1
         assert task["error"] is None

@@ -36,6 +36,7 @@ from flowrun import (
     build_default_engine,
 )
 from flowrun.state import RunRecord, TaskRecord
+from flowrun.state.records import CacheEntry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -757,6 +758,7 @@ async def test_a_version_1_database_gains_task_deps_and_keeps_its_runs(tmp_path:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(tasks)")]
         assert "deps" in columns
         assert "queued_s" in columns
+        assert "cached_from" in columns
         rows = conn.execute("SELECT name, deps FROM tasks ORDER BY run, position").fetchall()
     assert rows == [
         ("first", None),
@@ -769,6 +771,75 @@ async def test_a_version_1_database_gains_task_deps_and_keeps_its_runs(tmp_path:
     with SqliteStateStore(db) as store:  # and a new process reads both back
         assert store.load_run(new_id).tasks["third"].deps == ("second",)
         assert store.load_run("old").tasks["third"].deps == ()
+
+
+def write_v3_database(db: Path, version: int = 3) -> None:
+    """``write_v1_database`` upgraded the way flowrun's steps 2 and 3 (and 4, for
+    ``version=4``) did: task ``deps`` and ``queued_s`` (then ``map_of`` and ``mapped``)."""
+    write_v1_database(db)
+    with raw(db) as conn:
+        conn.execute("ALTER TABLE tasks ADD COLUMN deps TEXT")
+        conn.execute("ALTER TABLE tasks ADD COLUMN queued_s REAL")
+        conn.execute("UPDATE tasks SET deps = '[\"first\"]', queued_s = 1.5 WHERE position = 1")
+        if version >= 4:
+            conn.execute("ALTER TABLE tasks ADD COLUMN map_of TEXT")
+            conn.execute("ALTER TABLE tasks ADD COLUMN mapped INTEGER")
+        conn.execute(f"PRAGMA user_version = {version}")
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_an_older_database_gains_the_cache_and_keeps_its_runs(tmp_path: Path, version: int) -> None:
+    db = tmp_path / "state.db"
+    write_v3_database(db, version)
+    with SqliteStateStore(db) as store:
+        old = store.load_run("old")
+        assert old.status == "FAILED"
+        second = old.tasks["second"]
+        assert (second.result, second.deps, second.queued_s) == ({"sum": 3}, ("first",), 1.5)
+        assert all(t.cached_from is None for t in old.tasks.values())  # NULL in old rows
+
+        store.create_run(RunRecord("new", "p", 20.0, tasks={"first": TaskRecord()}))
+        store.mark_cached("new", "first", 21.0, [1, 2], True, cached_from="old")
+        store.cache_put(CacheEntry("k", "p", "first", "old", 11.0, None, [1, 2]))
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (sqlite_module.SCHEMA_VERSION,)
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(tasks)")]
+        assert columns[-1] == "cached_from"
+        cache_columns = [row[1] for row in conn.execute("PRAGMA table_info(cache)")]
+        assert cache_columns == [
+            "key",
+            "dag",
+            "task",
+            "run_id",
+            "created_at",
+            "expires_at",
+            "result",
+            "result_format",
+        ]
+        indexes = conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'cache'")
+        assert "cache_dag_task" in [name for (name,) in indexes]
+        assert conn.execute("SELECT key, run_id, result FROM cache").fetchall() == [
+            ("k", "old", b"[1, 2]")
+        ]
+        rows = conn.execute("SELECT name, cached_from FROM tasks ORDER BY run, position")
+        assert rows.fetchall() == [
+            ("first", None),
+            ("second", None),
+            ("third", None),
+            ("first", "old"),
+        ]
+    with SqliteStateStore(db) as store:  # reopened: nothing to migrate, all there
+        first = store.load_run("new").tasks["first"]
+        assert (first.status, first.attempt, first.result, first.cached_from) == (
+            "SUCCESS",
+            0,
+            [1, 2],
+            "old",
+        )
+        assert store.cache_get("k", 12.0) == CacheEntry(
+            "k", "p", "first", "old", 11.0, None, [1, 2]
+        )
+        assert [r.run_id for r in store.list_runs()] == ["new", "old"]
 
 
 def test_a_failing_migration_leaves_the_database_as_it_was(

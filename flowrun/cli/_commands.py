@@ -24,18 +24,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine, dag = target.resolve(args.dag, "run")
     engine.validate(dag)
     targets = args.targets
+    refresh: list[str] | None = args.refresh_cache  # [] (no TASK): the whole DAG
 
     async def start(runner: Engine, context: RunContext[Any] | None) -> str:
+        if refresh is not None:  # in the command's store, before the run looks anything up
+            runner.clear_cache(dag, refresh or None)
         if targets:
             return await runner.run_subgraph(dag, targets, context)
         return await runner.run_once(dag, context)
 
-    if targets:  # an unknown task name is a usage error, found before anything runs
-        known = engine.get_dag(dag).specs
-        for name in targets:
+    known = engine.get_dag(dag).specs
+    # an unknown task name is a usage error, found before anything runs
+    for option, names in (("--target", targets), ("--refresh-cache", refresh)):
+        for name in names or ():
             if name not in known:
                 raise UsageError(
-                    f"--target {name!r}: DAG {dag!r} has no such task.{suggest(name, known)}"
+                    f"{option} {name!r}: DAG {dag!r} has no such task.{suggest(name, known)}"
                 )
     return execute(args, target, engine, dag, start)
 

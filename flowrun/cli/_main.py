@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="extend",
         help="run only these tasks and what they depend on",
     )
+    p.add_argument(
+        "--refresh-cache",
+        dest="refresh_cache",
+        metavar="TASK",
+        nargs="*",
+        action="extend",
+        help="compute cached tasks (@task(cache=True)) again: forget the cached results of "
+        "these tasks, or of every task of the DAG when none is named, before the run (name "
+        "DAG before this option: flowrun run TARGET DAG --refresh-cache TASK)",
+    )
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("resume", parents=[db, running], help="continue a run in a new run")

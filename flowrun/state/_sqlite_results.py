@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._sqlite_errors import fail
-from ._sqlite_rows import RunRow, TaskRow
-from .records import RunRecord, TaskRecord
+from ._sqlite_rows import CacheRow, RunRow, TaskRow
+from .records import CacheEntry, RunRecord, TaskRecord
 from .serializers import JsonSerializer, ResultEncodingError, ResultSerializer, check_serializer
 
 __all__ = ["DEFAULT_SERIALIZER", "ResultCodec"]
@@ -28,21 +28,64 @@ class ResultCodec:
         self.serializer = serializer
 
     def encode(self, run_id: str, task: str, result: Any) -> bytes:
+        return self._encode(
+            result,
+            f"task {task!r} returned a {type(result).__name__} that the state store cannot "
+            f"save (run {run_id})",
+            " (or set retain_result=False on the task if nothing needs its result after the run)",
+            f"task {task!r} (run {run_id})",
+        )
+
+    def _encode(self, result: Any, cannot: str, fix: str, where: str) -> bytes:
         serializer = self.serializer
         try:
             blob = serializer.serialize(result)
         except Exception as error:
-            raise ResultEncodingError(
-                f"task {task!r} returned a {type(result).__name__} that the state store cannot "
-                f"save (run {run_id}): {error} (or set retain_result=False on the task if "
-                "nothing needs its result after the run)"
-            ) from error
+            raise ResultEncodingError(f"{cannot}: {error}{fix}") from error
         if not isinstance(blob, bytes):
             raise ResultEncodingError(
-                f"task {task!r} (run {run_id}): serializer {serializer!r} returned "
-                f"{type(blob).__name__}, not bytes; fix its serialize()"
+                f"{where}: serializer {serializer!r} returned {type(blob).__name__}, not "
+                "bytes; fix its serialize()"
             )
         return blob
+
+    def cache_row(self, entry: CacheEntry) -> CacheRow:
+        """``entry`` with its result encoded; ``ResultEncodingError`` if it cannot be."""
+        where = f"the cache of task {entry.task!r} in DAG {entry.dag!r} (run {entry.run_id})"
+        blob = self._encode(
+            entry.result,
+            f"{where} cannot keep a {type(entry.result).__name__}",
+            "; the result is not cached (open the store with a serializer that can encode "
+            "it, or drop cache=True)",
+            where,
+        )
+        return CacheRow(
+            entry.key,
+            entry.dag,
+            entry.task,
+            entry.run_id,
+            entry.created_at,
+            entry.expires_at,
+            blob,
+            self.format,
+        )
+
+    def cache_entry(self, row: CacheRow) -> CacheEntry | None:
+        """The entry of ``row``, its result decoded anew; None (a cache miss: the task runs
+        and replaces it) when this store cannot read it: another serializer's format, or
+        bytes that no longer decode (e.g. a pickled class that was renamed)."""
+        decoder: ResultSerializer = self.serializer
+        if row.fmt != self.format:
+            if row.fmt != DEFAULT_SERIALIZER.name:
+                return None
+            decoder = DEFAULT_SERIALIZER  # JSON is safe to load whatever this store writes
+        try:
+            result = decoder.deserialize(row.blob)
+        except Exception:
+            return None
+        return CacheEntry(
+            row.key, row.dag, row.task, row.run_id, row.created_at, row.expires_at, result
+        )
 
     def new_row(self, run: RunRecord) -> RunRow:
         """A run not written yet (``key`` None), its kept results encoded."""
@@ -77,6 +120,7 @@ class ResultCodec:
             blob,
             self.format if blob is not None else None,
             rec.queued_s,
+            rec.cached_from,
             rec.deps,
             rec.map_of,
             rec.mapped,
@@ -100,6 +144,7 @@ class ResultCodec:
                 t.queued_s or 0.0,
                 t.map_of,
                 t.mapped,
+                t.cached_from,
             )
         return RunRecord(
             run.run_id,

@@ -1,5 +1,5 @@
-"""The ``runs`` and ``tasks`` tables as the store holds them in memory, and the SQL that
-writes and reads them.
+"""The ``runs``, ``tasks`` and ``cache`` tables as the store holds them in memory, and the SQL
+that writes and reads them.
 
 Transitions only change a ``RunRow`` and mark it dirty; ``write_runs`` later turns whatever is
 dirty into as few statements as it can, inside the caller's transaction. Every function here
@@ -16,14 +16,26 @@ from typing import Any
 
 from .records import PENDING
 
-__all__ = ["Owner", "RunRow", "TaskRow", "select_run", "select_run_ids", "write_runs"]
+__all__ = [
+    "CacheRow",
+    "Owner",
+    "RunRow",
+    "TaskRow",
+    "delete_cache",
+    "select_cache",
+    "select_run",
+    "select_run_ids",
+    "write_cache",
+    "write_runs",
+]
 
 Owner = tuple[int, str | None, str]
 """The process that creates a run: pid, start time, host (see ``_sqlite_recovery``)."""
 
 _RUN_COLUMNS = "id, run_id, dag_name, created_at, status, finished_at, targets, resumed_from"
 _STATE = (
-    "status, attempt, started_at, finished_at, error, traceback, result, result_format, queued_s"
+    "status, attempt, started_at, finished_at, error, traceback, result, result_format, queued_s, "
+    "cached_from"
 )
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, dag_name, created_at, status, finished_at, targets, "
@@ -31,7 +43,7 @@ _INSERT_RUN = (
 )
 _INSERT_TASK = (
     f"INSERT INTO tasks ({_STATE}, run, position, name, deps, map_of, mapped) "
-    f"VALUES ({', '.join('?' * 15)})"
+    f"VALUES ({', '.join('?' * 16)})"
 )
 _INSERT_NEW_TASK = (
     "INSERT INTO tasks (run, position, name, status, attempt, deps, mapped) "
@@ -39,7 +51,8 @@ _INSERT_NEW_TASK = (
 )
 _UPDATE_TASK = (
     "UPDATE tasks SET status = ?, attempt = ?, started_at = ?, finished_at = ?, error = ?, "
-    "traceback = ?, result = ?, result_format = ?, queued_s = ? WHERE run = ? AND position = ?"
+    "traceback = ?, result = ?, result_format = ?, queued_s = ?, cached_from = ? "
+    "WHERE run = ? AND position = ?"
 )
 _UPDATE_RUN = "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?"
 
@@ -59,6 +72,7 @@ class TaskRow:
     blob: bytes | None
     fmt: str | None  # the serializer name that encoded ``blob``
     queued_s: float | None = None  # seconds waited for slots (NULL in rows of schema < 3)
+    cached_from: str | None = None  # the run a cached result came from (NULL: it ran)
     deps: tuple[str, ...] = ()  # written once with the row, never updated, as are:
     map_of: str | None = None  # an instance: its mapped task
     mapped: bool = False  # a mapped task
@@ -125,7 +139,7 @@ def _insert(conn: sqlite3.Connection, run: RunRow, owner: Owner) -> int:
     return key
 
 
-_NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None, None)
+_NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None, None, None)
 
 
 def _full_row(key: int, t: TaskRow) -> tuple[Any, ...]:
@@ -144,6 +158,7 @@ def _state(t: TaskRow) -> tuple[Any, ...]:
         t.blob,
         t.fmt,
         t.queued_s or None,  # 0: NULL, like a new row
+        t.cached_from,
     )
 
 
@@ -189,3 +204,53 @@ def select_run_ids(
     query = "SELECT run_id FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
     query += " ORDER BY created_at DESC, id DESC LIMIT ?"
     return [run_id for (run_id,) in conn.execute(query, (*params, limit)).fetchall()]
+
+
+# -- the cache ------------------------------------------------------------------------------
+
+_CACHE_COLUMNS = "key, dag, task, run_id, created_at, expires_at, result, result_format"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRow:
+    """One cache entry as stored: the result encoded by the store's serializer."""
+
+    key: str
+    dag: str
+    task: str
+    run_id: str
+    created_at: float
+    expires_at: float | None
+    blob: bytes
+    fmt: str
+
+
+def write_cache(
+    conn: sqlite3.Connection, puts: Iterable[CacheRow], expired: Iterable[tuple[str, float]]
+) -> None:
+    """Delete the entries found expired (``(key, now)``: only if still expired, since another
+    process may have replaced one since), then write the new ones over any of their keys."""
+    conn.executemany(
+        "DELETE FROM cache WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+        list(expired),
+    )
+    conn.executemany(
+        f"INSERT OR REPLACE INTO cache ({_CACHE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(r.key, r.dag, r.task, r.run_id, r.created_at, r.expires_at, r.blob, r.fmt) for r in puts],
+    )
+
+
+def select_cache(conn: sqlite3.Connection, key: str) -> CacheRow | None:
+    row = conn.execute(f"SELECT {_CACHE_COLUMNS} FROM cache WHERE key = ?", (key,)).fetchone()
+    return None if row is None else CacheRow(*row)
+
+
+def delete_cache(conn: sqlite3.Connection, dag: str, tasks: Iterable[str] | None) -> int:
+    """Delete the entries of ``dag`` (of ``tasks`` only, if given); returns how many."""
+    if tasks is None:
+        return conn.execute("DELETE FROM cache WHERE dag = ?", (dag,)).rowcount
+    rows = [(dag, task) for task in dict.fromkeys(tasks)]
+    removed = 0
+    for row in rows:  # one statement per task: the (dag, task) index, no parameter limit
+        removed += conn.execute("DELETE FROM cache WHERE dag = ? AND task = ?", row).rowcount
+    return removed

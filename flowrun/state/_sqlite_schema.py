@@ -62,11 +62,27 @@ def _add_map_columns(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE tasks ADD COLUMN mapped INTEGER")
 
 
+def _add_cache(conn: sqlite3.Connection) -> None:
+    """Version 5: cached task results (``@task(cache=True)``). The ``cache`` table holds one
+    entry per cache key: the DAG and task it belongs to (cleared by them), the run that
+    computed it, its engine-clock wall times, and the result encoded like a task's. A task
+    row's ``cached_from`` is the run id its result came from; NULL for a task that ran (and
+    in older rows)."""
+    conn.execute(
+        "CREATE TABLE cache (key TEXT PRIMARY KEY, dag TEXT NOT NULL, task TEXT NOT NULL, "
+        "run_id TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL, "
+        "result BLOB NOT NULL, result_format TEXT NOT NULL)"
+    )
+    conn.execute("CREATE INDEX cache_dag_task ON cache (dag, task)")
+    conn.execute("ALTER TABLE tasks ADD COLUMN cached_from TEXT")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _add_task_deps,
     3: _add_queued_s,
     4: _add_map_columns,
+    5: _add_cache,
 }
 """Version N -> the step that upgrades a version N-1 database to N."""
 

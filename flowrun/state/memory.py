@@ -1,22 +1,38 @@
-"""The default state store: plain records in a dict, process-local and ephemeral."""
+"""The default state store: plain records in a dict, process-local and ephemeral (its cache of
+task results too: it lasts as long as the store)."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UnknownRunError
-from .records import FAILED, OMITTED, PENDING, RUNNING, SKIPPED, SUCCESS, RunRecord, TaskRecord
+from .records import (
+    FAILED,
+    OMITTED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCESS,
+    CacheEntry,
+    RunRecord,
+    TaskRecord,
+)
 
 __all__ = ["InMemoryStateStore", "StateStore"]
 
 
 class InMemoryStateStore:
-    """Keeps every run in memory; ``load_run`` returns deep copies that callers may change."""
+    """Keeps every run in memory; ``load_run`` returns deep copies that callers may change.
+
+    Cache entries are kept by key, their results deep-copied in and out (an object that
+    cannot be copied is shared), so that changing a result changes no entry."""
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
+        self._cache: dict[str, CacheEntry] = {}
 
     def create_run(self, run: RunRecord) -> None:
         if run.run_id in self._runs:
@@ -46,6 +62,7 @@ class InMemoryStateStore:
         rec.attempt = attempt
         rec.started_at = started_at
         rec.queued_s = queued_s
+        rec.cached_from = None
         rec.finished_at = None
         rec.error = None
         rec.traceback = None
@@ -63,6 +80,25 @@ class InMemoryStateStore:
         rec.status = SUCCESS
         rec.started_at = started_at
         rec.finished_at = finished_at
+        if keep_result:
+            rec.result = result
+            rec.has_result = True
+
+    def mark_cached(
+        self,
+        run_id: str,
+        task: str,
+        finished_at: float,
+        result: Any,
+        keep_result: bool,
+        cached_from: str,
+    ) -> None:
+        rec = self._task(run_id, task)
+        rec.status = SUCCESS
+        rec.attempt = 0
+        rec.started_at = rec.finished_at = finished_at
+        rec.error = rec.traceback = None
+        rec.cached_from = cached_from
         if keep_result:
             rec.result = result
             rec.has_result = True
@@ -164,6 +200,36 @@ class InMemoryStateStore:
     def flush(self) -> None:
         return None
 
+    # -- the cache ---------------------------------------------------------------------------
+    def cache_get(self, key: str, now: float) -> CacheEntry | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if entry.expired(now):
+            del self._cache[key]
+            return None
+        return dataclasses.replace(entry, result=_copy_result(entry.result))
+
+    def cache_put(self, entry: CacheEntry) -> None:
+        self._cache[entry.key] = dataclasses.replace(entry, result=_copy_result(entry.result))
+
+    def cache_clear(self, dag: str, tasks: Sequence[str] | None = None) -> int:
+        wanted = _task_filter(tasks)
+        gone = [
+            key
+            for key, entry in self._cache.items()
+            if entry.dag == dag and (wanted is None or entry.task in wanted)
+        ]
+        for key in gone:
+            del self._cache[key]
+        return len(gone)
+
+
+def _task_filter(tasks: Sequence[str] | None) -> frozenset[str] | None:
+    if isinstance(tasks, str):
+        raise TypeError(f"tasks must be a list of task names; write tasks=[{tasks!r}]")
+    return None if tasks is None else frozenset(tasks)
+
 
 def _snapshot(run: RunRecord) -> RunRecord:
     tasks = {}
@@ -181,6 +247,7 @@ def _snapshot(run: RunRecord) -> RunRecord:
             rec.queued_s,
             rec.map_of,
             rec.mapped,
+            rec.cached_from,
         )
     return RunRecord(
         run.run_id,

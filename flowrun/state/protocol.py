@@ -3,6 +3,10 @@
 Transition-oriented: the scheduler reports each change of a task as it happens and calls
 ``flush()`` once per scheduling wake-up, so a persistent store can write one transaction per
 batch instead of one per row. The store is the single source of truth for reports.
+
+The store also keeps the results of cached tasks across runs (``@task(cache=True)``): entries
+looked up by key (``cache_get``), written (``cache_put``) and forgotten (``cache_clear``); a
+task served from the cache is recorded with ``mark_cached``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .records import RunRecord, TaskRecord
+from .records import CacheEntry, RunRecord, TaskRecord
 
 __all__ = ["StateStoreProtocol"]
 
@@ -43,6 +47,20 @@ class StateStoreProtocol(Protocol):
         keep_result: bool,
     ) -> None:
         """The attempt succeeded; ``keep_result=False`` means the result must not be stored."""
+        ...
+
+    def mark_cached(
+        self,
+        run_id: str,
+        task: str,
+        finished_at: float,
+        result: Any,
+        keep_result: bool,
+        cached_from: str,
+    ) -> None:
+        """The task's result came from the cache: SUCCESS with ``attempt`` 0, ``started_at`` =
+        ``finished_at``, the result stored as ``mark_success`` stores it, and ``cached_from``
+        the run that computed it."""
         ...
 
     def mark_failed(
@@ -97,4 +115,20 @@ class StateStoreProtocol(Protocol):
 
     def flush(self) -> None:
         """Make everything reported so far durable (a no-op for in-memory stores)."""
+        ...
+
+    def cache_get(self, key: str, now: float) -> CacheEntry | None:
+        """The cache entry of ``key``; None when there is none or it has expired at ``now``
+        (the engine clock's wall time; an expired entry may be deleted then). The result is
+        the caller's to change: it is never the stored object itself."""
+        ...
+
+    def cache_put(self, entry: CacheEntry) -> None:
+        """Keep ``entry``, replacing any entry of its key. A persistent store that cannot
+        encode the result raises ``ResultEncodingError`` and keeps nothing."""
+        ...
+
+    def cache_clear(self, dag: str, tasks: Sequence[str] | None = None) -> int:
+        """Forget the cache entries of DAG ``dag`` (of ``tasks`` only, when given); returns
+        how many were removed (expired ones included)."""
         ...

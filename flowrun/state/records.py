@@ -1,4 +1,5 @@
-"""The records a state store keeps: one per run, one per task of the run."""
+"""The records a state store keeps: one per run, one per task of the run, one per cached
+result."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ __all__ = [
     "RUNNING",
     "SKIPPED",
     "SUCCESS",
+    "CacheEntry",
     "RunRecord",
     "TaskRecord",
 ]
@@ -44,6 +46,7 @@ class TaskRecord:
     queued_s: float = 0.0  # seconds the task waited for slots (engine or pool), all attempts
     map_of: str | None = None  # an instance of a mapped task: that task's name
     mapped: bool = False  # a mapped task (its instances carry its name in ``map_of``)
+    cached_from: str | None = None  # a result served from the cache: the run that computed it
 
 
 @dataclass(slots=True)
@@ -58,3 +61,26 @@ class RunRecord:
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     targets: tuple[str, ...] | None = None
     resumed_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A cached task result (``@task(cache=True)``), kept by the state store across runs.
+
+    ``key`` is the task's cache key (``flowrun._cache.cache_key``); ``dag`` and ``task`` name
+    the DAG's task (a mapped instance's entry carries its mapped task's name, so clearing the
+    task clears its instances); ``run_id`` is the run that computed the result;
+    ``created_at`` and ``expires_at`` are wall times of the engine's clock (``expires_at``
+    None: never expires)."""
+
+    key: str
+    dag: str
+    task: str
+    run_id: str
+    created_at: float
+    expires_at: float | None
+    result: Any
+
+    def expired(self, now: float) -> bool:
+        """True once ``now`` (the engine clock's wall time) has reached ``expires_at``."""
+        return self.expires_at is not None and self.expires_at <= now

@@ -16,6 +16,13 @@ Why it looks the way it does:
   an error naming the path and what to do, and its bytes stay as they were.
 - Each run records the pid, start time and host of the process that created it, so
   ``recover`` can tell a crashed run from one a live process is still executing.
+- Cached task results (``@task(cache=True)``) live in the ``cache`` table, shared by every
+  process on the file. ``cache_put`` encodes the result at once (so an encoding failure is
+  the caller's to handle) and queues the row: it is written by the next ``flush()``, in the
+  same transaction as the run's transitions. ``cache_get`` sees this store's queued entries
+  first (read your writes), then reads the database, so another process's entries count as
+  soon as that process has flushed them. An entry found expired is deleted at the next
+  flush (only if it is still expired then). ``cache_clear`` flushes, then deletes at once.
 
 This module holds the store's bookkeeping (which runs are live, pending, cached); the
 private ``_sqlite_*`` modules hold the rest: ``_sqlite_connection`` (opening, transactions,
@@ -42,7 +49,17 @@ from ._sqlite_connection import Database
 from ._sqlite_errors import StateDatabaseError
 from ._sqlite_recovery import fail_dead_runs, this_process
 from ._sqlite_results import DEFAULT_SERIALIZER, ResultCodec
-from ._sqlite_rows import RunRow, TaskRow, select_run, select_run_ids, write_runs
+from ._sqlite_rows import (
+    CacheRow,
+    RunRow,
+    TaskRow,
+    delete_cache,
+    select_cache,
+    select_run,
+    select_run_ids,
+    write_cache,
+    write_runs,
+)
 from ._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from .records import (
     FAILED,
@@ -51,6 +68,7 @@ from .records import (
     RUNNING,
     SKIPPED,
     SUCCESS,
+    CacheEntry,
     RunRecord,
     TaskRecord,
 )
@@ -92,6 +110,14 @@ class SqliteStateStore:
     - ``recover=True`` runs ``recover()`` at open: see there. ``recovered`` lists the ids.
     - ``busy_timeout_s``: how long a write waits for another process's transaction.
 
+    Cached task results are shared by every store on the file: ``cache_put`` is written at
+    the next ``flush()`` (this store's ``cache_get`` sees it before), ``cache_get`` always
+    reads the database for what this store has not queued. A cached result is encoded with
+    ``serializer`` (``cache_put`` raises ``ResultEncodingError`` for one it cannot encode,
+    keeping nothing) and so comes back as the serializer returns it (JSON: tuples as lists);
+    an entry this store cannot decode (another serializer's format, a pickled class that is
+    gone) is a miss, replaced when the task has run again.
+
     Open one store per process (a connection must not cross ``fork``); ``close()`` it, or use
     it as a context manager. Methods may be called from any thread. ``flush()`` runs on the
     event loop: it takes microseconds, unless another process holds the write lock, when it
@@ -124,6 +150,8 @@ class SqliteStateStore:
         self._live: dict[str, RunRow] = {}  # runs this store is writing: the source of truth
         self._cache: dict[str, RunRow] = {}  # finished or read runs, in expiry order
         self._pending: dict[str, RunRow] = {}  # runs with transitions not flushed yet
+        self._cache_puts: dict[str, CacheRow] = {}  # cache entries not flushed yet, by key
+        self._cache_expired: dict[str, float] = {}  # keys found expired: deleted at flush
         self._owner = this_process()
         self._db = Database(self.path, self.busy_timeout_s)
         _OPEN_STORES.add(self)  # closed (so flushed) at interpreter exit if the user forgot
@@ -179,7 +207,7 @@ class SqliteStateStore:
             rec = self._task(run_id, task)
             rec.status, rec.attempt, rec.started_at = RUNNING, attempt, started_at
             rec.queued_s = queued_s
-            rec.finished_at = rec.error = rec.traceback = None
+            rec.finished_at = rec.error = rec.traceback = rec.cached_from = None
 
     def mark_success(
         self,
@@ -194,6 +222,24 @@ class SqliteStateStore:
         with self._lock:
             rec = self._task(run_id, task)
             rec.status, rec.started_at, rec.finished_at = SUCCESS, started_at, finished_at
+            if blob is not None:
+                rec.blob, rec.fmt = blob, self._results.format
+
+    def mark_cached(
+        self,
+        run_id: str,
+        task: str,
+        finished_at: float,
+        result: Any,
+        keep_result: bool,
+        cached_from: str,
+    ) -> None:
+        blob = self._results.encode(run_id, task, result) if keep_result else None
+        with self._lock:
+            rec = self._task(run_id, task)
+            rec.status, rec.attempt, rec.cached_from = SUCCESS, 0, cached_from
+            rec.started_at = rec.finished_at = finished_at
+            rec.error = rec.traceback = None
             if blob is not None:
                 rec.blob, rec.fmt = blob, self._results.format
 
@@ -257,13 +303,25 @@ class SqliteStateStore:
             self._pending[run_id] = run
 
     def flush(self) -> None:
-        """Write every transition reported since the last flush in one transaction."""
+        """Write every transition (and cache entry) reported since the last flush in one
+        transaction."""
         with self._lock:
-            if not self._pending:
+            if not (self._pending or self._cache_puts or self._cache_expired):
                 return
             pending = list(self._pending.values())
             owner = self._owner
-            created = self._db.run(lambda conn: write_runs(conn, pending, owner), write=True)
+            puts = list(self._cache_puts.values())
+            expired = list(self._cache_expired.items())
+
+            def write(conn: sqlite3.Connection) -> list[tuple[RunRow, int]]:
+                created = write_runs(conn, pending, owner)
+                if puts or expired:
+                    write_cache(conn, puts, expired)
+                return created
+
+            created = self._db.run(write, write=True)
+            self._cache_puts = {}
+            self._cache_expired = {}
             for run, key in created:
                 run.key = key
             now = time.monotonic()
@@ -349,6 +407,35 @@ class SqliteStateStore:
             if old.expires is None or old.expires > now:
                 break
             del cache[old.run_id]
+
+    # -- the cache ---------------------------------------------------------------------------
+    def cache_get(self, key: str, now: float) -> CacheEntry | None:
+        with self._lock:
+            row = self._cache_puts.get(key)
+            if row is None:
+                row = self._db.run(lambda conn: select_cache(conn, key), write=False)
+                if row is None:
+                    return None
+                if row.expires_at is not None and row.expires_at <= now:
+                    self._cache_expired[key] = now
+                    return None
+            elif row.expires_at is not None and row.expires_at <= now:
+                return None
+        return self._results.cache_entry(row)
+
+    def cache_put(self, entry: CacheEntry) -> None:
+        row = self._results.cache_row(entry)  # raises before anything is queued
+        with self._lock:
+            self._cache_puts[entry.key] = row
+
+    def cache_clear(self, dag: str, tasks: Sequence[str] | None = None) -> int:
+        if isinstance(tasks, str):
+            raise TypeError(f"tasks must be a list of task names; write tasks=[{tasks!r}]")
+        names = None if tasks is None else list(tasks)
+        with self._lock:
+            self.flush()  # queued entries are written first, so they are cleared too
+            removed: int = self._db.run(lambda conn: delete_cache(conn, dag, names), write=True)
+            return removed
 
     # -- crash recovery ----------------------------------------------------------------------
     def recover(self) -> list[str]:
