@@ -490,3 +490,28 @@ def test_a_map_over_a_task_that_does_not_exist_is_a_missing_dependency() -> None
     with pytest.raises(MissingDependencyError, match=r"Did you mean 'tables'\?") as info:
         engine.validate("etl")
     assert (info.value.task_name, info.value.dependency) == ("load", "tabels")
+
+
+def test_a_thousand_item_map_with_back_off_in_the_plugins_fixtures(
+    flowrun_engine: Engine, flowrun_run: Any, flowrun_clock: Any, flowrun_events: RecordingHook
+) -> None:
+    import time
+
+    from support import WAIT_S
+
+    etl = flowrun_engine.dag("etl")
+    etl.task("items")(lambda: list(range(1000)))
+
+    async def fetch(i: int, context: RunContext[None]) -> int:
+        if context.attempt == 1:
+            raise ConnectionError("rate limited")  # every item waits out a 60 s back-off
+        return i
+
+    etl.task("fetch", map={"i": "items"}, retries=1, retry_delay_s=60)(fetch)
+    started_virtual, started_real = flowrun_clock.monotonic(), time.perf_counter()
+    report = flowrun_run(etl)
+    assert report["status"] == "SUCCESS"
+    assert report["tasks"]["fetch"]["result"] == list(range(1000))
+    assert flowrun_clock.monotonic() - started_virtual >= 60  # the back-off happened...
+    assert time.perf_counter() - started_real < WAIT_S  # ...on virtual time
+    assert len(flowrun_events.of(TaskMapEvent)[0].instances) == 1000
