@@ -30,18 +30,7 @@ def expand(run: Run, name: str) -> None:
     try:
         pairs = map_items(spec, run.results.get(source))
     except MapInputError as error:
-        now = run.clock.time()
-        text = describe(error)
-        run.store.mark_failed(run.run_id, name, now, now, text, None)
-        run.status[name] = FAILED
-        run.errors[name] = text
-        run.logger.warning("task %r failed: %s", name, text)
-        if run.hooks.wants(TaskFailureEvent):
-            run.events.append(
-                TaskFailureEvent(run.run_id, run.dag_name, name, 0, 1, 0.0, text, True)
-            )
-        run.consumed(name)
-        propagate(run, name)
+        _fail(run, name, describe(error))
         return
     run.store.mark_running(run.run_id, name, 0, run.clock.time())
     run.status[name] = RUNNING
@@ -117,17 +106,7 @@ def map_final(run: Run, name: str) -> None:
     now = run.clock.time()
     failed = [i for i in instances if status[i] != SUCCESS and status[i] != OMITTED]
     if failed:
-        text = run.errors.get(failed[0], f"instance {failed[0]!r} {status[failed[0]]}")
-        run.store.mark_failed(run.run_id, name, now, now, text, None)
-        status[name] = FAILED
-        run.errors[name] = text
-        run.logger.warning("task %r failed: %s", name, text)
-        if run.hooks.wants(TaskFailureEvent):
-            run.events.append(
-                TaskFailureEvent(run.run_id, run.dag_name, name, 0, 1, 0.0, text, True)
-            )
-        run.consumed(name)
-        propagate(run, name)
+        _fail(run, name, run.errors.get(failed[0], f"instance {failed[0]!r} {status[failed[0]]}"))
         return
     results = run.instance_results
     succeeded = [results.pop(i) for i in instances if status[i] == SUCCESS]
@@ -145,6 +124,19 @@ def map_final(run: Run, name: str) -> None:
         run.events.append(TaskSuccessEvent(run.run_id, run.dag_name, name, 0, 0.0, succeeded))
     run.children_may_start(name, succeeded)
     run.consumed(name)
+
+
+def _fail(run: Run, name: str, text: str) -> None:
+    """The mapped task ``name`` failed for good (its input, or one of its instances)."""
+    now = run.clock.time()
+    run.store.mark_failed(run.run_id, name, now, now, text, None)
+    run.status[name] = FAILED
+    run.errors[name] = text
+    run.logger.warning("task %r failed: %s", name, text)
+    if run.hooks.wants(TaskFailureEvent):
+        run.events.append(TaskFailureEvent(run.run_id, run.dag_name, name, 0, 1, 0.0, text, True))
+    run.consumed(name)
+    propagate(run, name)
 
 
 def _same_item(old: object, new: object) -> bool:

@@ -249,16 +249,7 @@ def _snapshot(run: RunRecord) -> RunRecord:
             rec.mapped,
             rec.cached_from,
         )
-    return RunRecord(
-        run.run_id,
-        run.dag_name,
-        run.created_at,
-        run.status,
-        run.finished_at,
-        tasks,
-        run.targets,
-        run.resumed_from,
-    )
+    return dataclasses.replace(run, tasks=tasks)
 
 
 def _copy_result(value: Any) -> Any:
