@@ -56,15 +56,27 @@ class DAG:
         self.parents: Mapping[str, tuple[str, ...]] = MappingProxyType(parents)
         self.children: Mapping[str, tuple[str, ...]] = MappingProxyType(children)
         self.targets = targets
-        # Only the tasks whose rule is not all_success: the run's per-edge path looks them up.
-        self.triggers: Mapping[str, str] = MappingProxyType(
-            {n: s.trigger for n, s in specs.items() if s.trigger != ALL_SUCCESS}
-        )
-        self.mapped = frozenset(n for n, s in specs.items() if s.map_param is not None)
-        self.cached = frozenset(n for n, s in specs.items() if s.cache)
-        self.pooled: Mapping[str, tuple[str, int]] = MappingProxyType(
-            {n: (s.pool, s.pool_slots) for n, s in specs.items() if s.pool is not None}
-        )
+        # The few tasks with a trigger rule, a pool, a map or a cache, which a run's per-edge
+        # path looks up (one pass, and one test per plain task).
+        triggers: dict[str, str] = {}
+        pooled: dict[str, tuple[str, int]] = {}
+        mapped: set[str] = set()
+        cached: set[str] = set()
+        for n, s in specs.items():
+            if not s.extras:
+                continue
+            if s.trigger != ALL_SUCCESS:
+                triggers[n] = s.trigger
+            if s.pool is not None:
+                pooled[n] = (s.pool, s.pool_slots)
+            if s.map_param is not None:
+                mapped.add(n)
+            if s.cache:
+                cached.add(n)
+        self.triggers: Mapping[str, str] = MappingProxyType(triggers)
+        self.pooled: Mapping[str, tuple[str, int]] = MappingProxyType(pooled)
+        self.mapped = frozenset(mapped)
+        self.cached = frozenset(cached)
 
     def __setattr__(self, name: str, value: object) -> None:
         if hasattr(self, name):

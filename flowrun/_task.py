@@ -51,6 +51,7 @@ class TaskSpec(TaskOptions):
     map_param: str | None = None  # a mapped task: the parameter that receives each item...
     map_source: str | None = None  # ...of this parent's result (one of ``deps``)
     cache_fingerprint: str = ""  # cache=True: its code, version and template arguments
+    extras: bool = False  # a trigger rule, a pool, a map or a cache: a run looks closer
 
 
 def _where(name: str, dag: str | None) -> str:
@@ -308,6 +309,9 @@ class TaskRegistry:
             map_param=map_param,
             map_source=map_source,
             cache_fingerprint=fingerprint,
+            extras=bool(
+                checked.trigger != "all_success" or checked.pool or map_param or checked.cache
+            ),
             **checked.options(),
         )
 
