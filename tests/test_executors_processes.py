@@ -153,8 +153,9 @@ def test_process_pool_refuses_a_closure_with_the_standard_pickle(
     assert report["tasks"]["pid"]["status"] == "SUCCESS"
     assert error.startswith(
         "PicklingError: task 'closure' could not be pickled to send it to the executor: "
-        "AttributeError: Can't pickle local object "
+        "AttributeError: Can't "  # 'pickle' up to Python 3.12, 'get' from 3.13
     ), error
+    assert "local object" in error
     assert "the standard pickle (used for a process pool" in error
     assert "must be defined at module level of a module the workers can import" in error
 
@@ -195,7 +196,7 @@ def test_calls_are_pickled_with_what_the_executor_type_uses() -> None:
     with RoundTripProcessPool() as pool:  # a process pool: its own standard pickle
         closure = run_closure(pool)
     assert closure["status"] == "FAILED"
-    assert "Can't pickle local object" in closure["error"]
+    assert "local object" in closure["error"]  # "Can't pickle/get local object", by version
 
 
 NO_CLOUDPICKLE = """
