@@ -323,7 +323,8 @@ class Engine:
             rng=self._rng,
             resume=resume,
         )
-        return await run.execute()
+        with self.registry.run_in_progress(dag.name):
+            return await run.execute()
 
     def _launcher_for_sync(self) -> Launcher:
         """How sync tasks start: chosen once for the executor (the engine's own pool is made

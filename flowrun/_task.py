@@ -7,11 +7,12 @@ follows the plan.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, Unpack, overload
 
@@ -81,6 +82,7 @@ class TaskRegistry:
         self._dags: dict[str, dict[str, TaskSpec]] = {}
         self._by_func: dict[int, tuple[Any, list[TaskSpec]]] = {}
         self._version = 0
+        self._running: dict[str, int] = {}  # DAG -> runs of it in progress
         self._contexts: dict[str, ContextSource] = {}
 
     # -- reading -----------------------------------------------------------------------------
@@ -181,6 +183,7 @@ class TaskRegistry:
 
         ``source`` is the function a template bound, so it can name the task as a dependency.
         """
+        self._refuse_while_running(spec.dag, spec.name, "register")
         tasks = self._dags.setdefault(spec.dag, {})
         if spec.name in tasks:
             raise DuplicateTaskError(
@@ -198,6 +201,7 @@ class TaskRegistry:
     def replace(self, spec: TaskSpec) -> TaskSpec:
         """Put ``spec`` in place of the task of the same DAG and name (overrides); returns the
         spec it replaced. The task keeps its position, so the DAG's order does not change."""
+        self._refuse_while_running(spec.dag, spec.name, "replace")
         tasks = self._dags.get(spec.dag, {})
         old = tasks.get(spec.name)
         if old is None:
@@ -210,6 +214,7 @@ class TaskRegistry:
 
     def unregister(self, dag: str, name: str) -> TaskSpec:
         """Remove a task (tests and overrides); returns its spec."""
+        self._refuse_while_running(dag, name, "remove")
         try:
             spec = self._dags[dag].pop(name)
         except KeyError:
@@ -221,6 +226,29 @@ class TaskRegistry:
                 entry[1].remove(spec)
         self._version += 1
         return spec
+
+    @contextlib.contextmanager
+    def run_in_progress(self, dag: str) -> Iterator[None]:
+        """While a run of ``dag`` goes on, its tasks cannot change (the engine enters this)."""
+        self._running[dag] = self._running.get(dag, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._running[dag] - 1
+            if left:
+                self._running[dag] = left
+            else:
+                del self._running[dag]
+
+    def _refuse_while_running(self, dag: str, name: str, what: str) -> None:
+        if self._running.get(dag):
+            raise TaskDefinitionError(
+                f"cannot {what} task {name!r} in DAG {dag!r} while a run of DAG {dag!r} is in "
+                "progress: that run would not see the change and the next one would; declare "
+                "every task before running the DAG (at import time, or before run_once)",
+                dag=dag,
+                task=name,
+            )
 
     def build_spec(
         self,

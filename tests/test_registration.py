@@ -774,3 +774,32 @@ def test_reprs_name_the_useful_parts() -> None:
     assert repr(engine.get_dag("etl")) == "DAG('etl', tasks=1)"
     assert repr(SystemClock()) == "SystemClock()"
     engine.close()
+
+
+def test_registering_a_task_while_its_dag_runs_is_refused_naming_both() -> None:
+    from flowrun.testing import run_dag
+
+    engine = build_default_engine()
+    etl = engine.dag("etl")
+    other = engine.dag("other")
+    seen: dict[str, object] = {}
+
+    @etl.task()
+    def extract() -> int:
+        try:
+            etl.task("late")(lambda: 2)
+        except TaskDefinitionError as error:
+            seen["error"] = error
+        other.task("elsewhere")(lambda: 3)  # another DAG may change meanwhile
+        return 1
+
+    report = run_dag(etl)
+    assert report["status"] == "SUCCESS"
+    error = seen["error"]
+    assert isinstance(error, TaskDefinitionError)
+    assert (error.dag, error.task) == ("etl", "late")
+    assert "while a run of DAG 'etl' is in progress" in str(error)
+    assert engine.list_tasks("etl") == ["extract"]  # the DAG did not change
+    assert engine.list_tasks("other") == ["elsewhere"]
+    etl.task("late")(lambda: 2)  # once the run is over, it registers
+    assert engine.list_tasks("etl") == ["extract", "late"]
