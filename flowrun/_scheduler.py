@@ -443,15 +443,13 @@ class Run:
             )
         if self.cache_keys and self.cache_keys.get(name):
             remember(self, name, result)
-        if self.instance_of and name in self.instance_of:
-            self.instance_results[name] = result
-            self.consumed(name)
-            instance_final(self, name)
-            return
-        self.children_may_start(name, result)
+        if self.instance_of:
+            self.after_success(name, result)
+        else:  # the common case, one call shorter
+            self.children_may_start(name, result)
 
     def after_success(self, name: str, result: Any) -> None:
-        """``name`` succeeded without running (served from the cache) with ``result``."""
+        """``name`` succeeded (ran, or was served from the cache) with ``result``."""
         if self.instance_of and name in self.instance_of:
             self.instance_results[name] = result
             self.consumed(name)
