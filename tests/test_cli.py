@@ -741,3 +741,33 @@ def test_refresh_cache_is_in_the_run_help(project: Path) -> None:
     assert proc.returncode == 0
     assert "--refresh-cache [TASK ...]" in proc.stdout
     assert "every task of the DAG when none is named" in " ".join(proc.stdout.split())
+
+
+def test_validate_takes_several_targets_and_folders(project: Path) -> None:
+    (project / "bad.py").write_text(BAD_DAGS, encoding="utf-8")
+    (project / "_helpers.py").write_text("X = 1 / 0\n", encoding="utf-8")  # never imported
+    (project / "no_dags.py").write_text("VALUE = 1\n", encoding="utf-8")
+    folder = flowrun(project, "validate", ".")
+    assert folder.returncode == 1  # bad.py holds invalid DAGs
+    assert folder.stdout.splitlines() == [
+        "ok      fine (1 task)  [bad.py]",
+        "ok      etl (3 tasks)  [pipeline.py]",
+        "ok      fan (4 tasks)  [pipeline.py]",
+    ]
+    assert "invalid loop  [bad.py]: DAG 'loop' has a cycle: a -> b -> a" in folder.stderr
+    assert "no_dags.py" not in folder.stderr  # a module without DAGs, beside the pipelines
+    both = flowrun(project, "validate", "pipeline.py", "no_dags.py")
+    assert both.returncode == 1
+    assert both.stdout.splitlines() == [
+        "ok      etl (3 tasks)  [pipeline.py]",
+        "ok      fan (4 tasks)  [pipeline.py]",
+    ]
+    assert "error   no_dags.py: no DAG found" in both.stderr
+    missing = flowrun(project, "validate", "pipeline.py", "pipline2.py")
+    assert missing.returncode == 1
+    assert "error   pipline2.py: " in missing.stderr
+    assert "ok      etl (3 tasks)  [pipeline.py]" in missing.stdout
+    (project / "empty").mkdir()
+    empty = flowrun(project, "validate", "empty")
+    assert empty.returncode == 2
+    assert "folder 'empty' holds no Python file (*.py) to validate" in empty.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from .._context import RunContext
@@ -65,21 +66,62 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    target = load_target(args.target)
-    if not target.dags:
-        target.resolve(None, "validate")  # raises: no DAG
+    """Every DAG of every TARGET (a folder: its ``*.py`` files), one line per DAG; exit 1 if
+    any is invalid or a TARGET named among several cannot be loaded."""
+    specs = _validate_targets(args.targets)
+    several = len(specs) > 1 or any(from_folder for _, from_folder in specs)
     invalid = 0
-    for dag, found in target.dags.items():
-        for _, engine in found:
-            try:
-                engine.validate(dag)
-            except DagValidationError as exc:
-                invalid += 1
-                print(f"invalid {dag}: {exc}", file=sys.stderr)
-            else:
-                count = len(engine.list_tasks(dag))
-                print(f"ok      {dag} ({count} task{'s' if count != 1 else ''})")
+    found_any = False
+    for spec, from_folder in specs:
+        try:
+            target = load_target(spec)
+        except UsageError as exc:
+            if not several:
+                raise
+            invalid += 1
+            print(f"error   {spec}: {exc}", file=sys.stderr)
+            continue
+        if not target.dags:
+            if from_folder:
+                continue  # a helper module beside the pipelines
+            if not several:
+                target.resolve(None, "validate")  # raises: no DAG
+            invalid += 1
+            print(f"error   {spec}: no DAG found", file=sys.stderr)
+            continue
+        found_any = True
+        where = f"  [{spec}]" if several else ""
+        for dag, found in target.dags.items():
+            for _, engine in found:
+                try:
+                    engine.validate(dag)
+                except DagValidationError as exc:
+                    invalid += 1
+                    print(f"invalid {dag}{where}: {exc}", file=sys.stderr)
+                else:
+                    count = len(engine.list_tasks(dag))
+                    print(f"ok      {dag} ({count} task{'s' if count != 1 else ''}){where}")
+    if not found_any and not invalid:
+        raise UsageError(f"no DAG found in {', '.join(args.targets)}")
     return 1 if invalid else 0
+
+
+def _validate_targets(targets: list[str]) -> list[tuple[str, bool]]:
+    """The TARGETs, a folder replaced by its ``*.py`` files (not ``_*.py``, not conftest.py),
+    each with whether it came from a folder."""
+    specs: list[tuple[str, bool]] = []
+    for spec in targets:
+        folder = Path(spec)
+        if not folder.is_dir():
+            specs.append((spec, False))
+            continue
+        files = sorted(
+            p for p in folder.glob("*.py") if not p.name.startswith("_") and p.name != "conftest.py"
+        )
+        if not files:
+            raise UsageError(f"folder {spec!r} holds no Python file (*.py) to validate")
+        specs.extend((str(p), True) for p in files)
+    return specs
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -134,8 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_resume)
 
-    p = sub.add_parser("validate", help="validate every DAG of TARGET")
-    p.add_argument("target", metavar="TARGET")
+    p = sub.add_parser("validate", help="validate every DAG of each TARGET")
+    p.add_argument(
+        "targets",
+        metavar="TARGET",
+        nargs="+",
+        help="files, modules or folders (a folder's *.py files, not _*.py or conftest.py)",
+    )
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("list", help="the DAGs of TARGET and their tasks")
