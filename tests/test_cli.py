@@ -771,3 +771,14 @@ def test_validate_takes_several_targets_and_folders(project: Path) -> None:
     empty = flowrun(project, "validate", "empty")
     assert empty.returncode == 2
     assert "folder 'empty' holds no Python file (*.py) to validate" in empty.stderr
+
+
+def test_target_and_from_take_one_task_each_anywhere_on_the_line(project: Path) -> None:
+    before = flowrun(project, "run", "--target", "transform", "pipeline.py", "etl", "--json")
+    assert before.returncode == 0, before.stderr
+    assert set(json.loads(before.stdout)["tasks"]) == {"extract", "transform"}
+    both = flowrun(
+        project, "run", "pipeline.py", "etl", "--target", "transform", "--target", "load", "--json"
+    )
+    assert both.returncode == 0, both.stderr
+    assert set(json.loads(both.stdout)["tasks"]) == {"extract", "transform", "load"}

@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         dest="targets",
         metavar="TASK",
-        nargs="+",
-        action="extend",
-        help="run only these tasks and what they depend on",
+        action="append",
+        help="run only this task and what it depends on (once per task: --target a --target "
+        "b; anywhere on the line)",
     )
     p.add_argument(
         "--refresh-cache",
@@ -127,10 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--from",
         dest="from_tasks",
         metavar="TASK",
-        nargs="+",
-        action="extend",
-        help="re-run these tasks and everything downstream (default: every task that did not "
-        "succeed)",
+        action="append",
+        help="re-run this task and everything downstream (once per task: --from a --from b; "
+        "default: every task that did not succeed)",
     )
     p.set_defaults(handler=cmd_resume)
 
