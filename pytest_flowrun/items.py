@@ -43,6 +43,22 @@ class Settings:
     collect: bool
     run: bool
     files: tuple[str, ...]
+    # Paths named on the command line: a file is collected for DAGs whatever its name, and
+    # so are the files directly in a folder (not the test files, ``python_files``).
+    named_files: frozenset[Path] = frozenset()
+    named_dirs: frozenset[Path] = frozenset()
+    test_files: tuple[str, ...] = ()
+
+    def wants(self, path: Path) -> bool:
+        """Whether ``path`` (a ``.py`` file) is collected for DAGs."""
+        if matches(path, self.files):
+            return True
+        if not (self.named_files or self.named_dirs):
+            return False
+        real = path.resolve()
+        if real in self.named_files:
+            return True
+        return real.parent in self.named_dirs and not matches(path, self.test_files)
 
     def describe(self) -> str:
         return (

@@ -27,7 +27,6 @@ from .items import (
     DagModule,
     NoDagFoundItem,
     Settings,
-    matches,
 )
 
 __all__ = [
@@ -95,7 +94,22 @@ def pytest_configure(config: pytest.Config) -> None:
     run = bool(config.getini("flowrun_run")) if run_option is None else bool(run_option)
     collect = bool(config.getoption("flowrun")) or bool(run_option)
     files = tuple(str(p) for p in config.getini("flowrun_files"))
-    config.stash[SETTINGS] = Settings(collect=collect, run=run, files=files)
+    named_files: set[Path] = set()
+    named_dirs: set[Path] = set()
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if path.is_dir():
+            named_dirs.add(path)
+        elif path.suffix == ".py":
+            named_files.add(path)
+    config.stash[SETTINGS] = Settings(
+        collect=collect,
+        run=run,
+        files=files,
+        named_files=frozenset(named_files),
+        named_dirs=frozenset(named_dirs),
+        test_files=tuple(str(p) for p in config.getini("python_files")),
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -108,7 +122,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         settings.collect
         and file_path.suffix == ".py"
         and file_path.name not in ("conftest.py", "__init__.py")
-        and matches(file_path, settings.files)
+        and settings.wants(file_path)
     ):
         module: DagModule = DagModule.from_parent(parent, path=file_path)
         return module

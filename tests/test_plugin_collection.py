@@ -277,3 +277,30 @@ def test_example_project_passes(pytester: pytest.Pytester) -> None:
     )
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines_random(["*dags/etl.py::etl PASSED*", "*::weekly_report PASSED*"])
+
+
+def test_a_path_named_on_the_command_line_is_collected_whatever_its_name(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pipeline = (
+        "from flowrun import build_default_engine\n\n"
+        "engine = build_default_engine()\n\n"
+        "@engine.task(dag='{dag}')\n"
+        "def step():\n    return 1\n"
+    )
+    folder = pytester.mkdir("pipelines")
+    (folder / "etl.py").write_text(pipeline.format(dag="etl"), encoding="utf-8")
+    (folder / "sync.py").write_text(pipeline.format(dag="sync"), encoding="utf-8")
+    (folder / "test_etl.py").write_text("def test_it():\n    pass\n", encoding="utf-8")
+    named_file = pytester.runpytest("--flowrun", "--collect-only", "-q", "pipelines/etl.py")
+    assert named_file.outlines[0] == "pipelines/etl.py::etl"
+    assert not any("sync" in line for line in named_file.outlines)
+    named_folder = pytester.runpytest("--flowrun", "--collect-only", "-q", "pipelines")
+    assert named_folder.outlines[:3] == [
+        "pipelines/etl.py::etl",
+        "pipelines/sync.py::sync",
+        "pipelines/test_etl.py::test_it",  # a test file stays a test file
+    ]
+    unnamed = pytester.runpytest("--flowrun", "--collect-only", "-q")
+    assert not any(line.startswith("pipelines/etl.py::etl") for line in unnamed.outlines)
