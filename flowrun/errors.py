@@ -30,7 +30,14 @@ __all__ = [
 
 def describe(error: BaseException) -> str:
     """``"ExcType: message"`` (just ``"ExcType"`` without a message): how reports show errors."""
-    message = str(error)
+    try:
+        message = str(error)
+    except Exception as broken:  # its __str__ raised: a report must still say what it was
+        try:
+            shown = repr(error)
+        except Exception:
+            shown = f"<{type(error).__name__} object>"
+        message = f"{shown} (str() of it raised {type(broken).__name__})"
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 

@@ -138,3 +138,37 @@ def test_a_result_in_another_format_names_the_format_that_reads_it(tmp_path: Pat
     assert info.value.needs_format == "pickle"
     assert info.value.path == str(db)
     assert "serializer=PickleSerializer()" in str(info.value)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no words")
+
+
+class _Unrepresentable(_Unprintable):
+    def __repr__(self) -> str:
+        raise RuntimeError("no face")
+
+
+@pytest.mark.parametrize("kind", [_Unprintable, _Unrepresentable])
+def test_a_task_error_that_cannot_be_printed_fails_the_task_like_any_other(
+    kind: type[Exception],
+) -> None:
+    from flowrun.testing import run_dag
+
+    engine = build_default_engine()
+    etl = engine.dag("etl")
+
+    def bad() -> None:
+        raise kind()
+
+    etl.task("bad")(bad)
+    etl.task("sibling")(lambda: 1)
+    etl.task("after", deps=["bad"])(lambda: 2)
+    report = run_dag(etl)
+    assert report["status"] == "FAILED"
+    statuses = {name: task["status"] for name, task in report["tasks"].items()}
+    assert statuses == {"bad": "FAILED", "sibling": "SUCCESS", "after": "SKIPPED"}
+    error = report["tasks"]["bad"]["error"]
+    assert error.startswith(f"{kind.__name__}: ")
+    assert "str() of it raised RuntimeError" in error
