@@ -10,12 +10,14 @@ by one ``flush()``; hooks see the batch's events in order.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
+import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._attempt import Attempt, EscalatedError, Launcher, launch_async
 from ._clock import Clock
@@ -49,10 +51,6 @@ from .state.records import (
     TaskRecord,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-
 __all__ = ["Run"]
 
 
@@ -85,6 +83,7 @@ class Run:
         self.special = dag.mapped.union(dag.triggers) if dag.mapped else dag.triggers
         self.context = context if context is not None else RunContext(None)
         self.store = store
+        self.mark_running = _mark_running_of(store)
         self.clock = clock
         self.limiter = limiter
         self._attempt_done = self.attempt_done  # bound once, not per attempt
@@ -329,9 +328,7 @@ class Run:
         spec = self.specs[name]
         now = self.clock.time()
         queued = self.queued
-        self.store.mark_running(
-            self.run_id, name, number, now, queued.get(name, 0.0) if queued else 0.0
-        )
+        self.mark_running(self.run_id, name, number, now, queued.get(name, 0.0) if queued else 0.0)
         self.status[name] = RUNNING
         plan = spec.plan
         context = None
@@ -544,6 +541,33 @@ class Run:
         if self.hooks.wants(DagEndEvent):
             self.events.append(DagEndEvent(self.run_id, self.dag_name, status, duration))
         await self._emit()
+
+
+MarkRunning = Callable[[str, str, int, float, float], None]
+_TAKES_QUEUED: weakref.WeakKeyDictionary[type[Any], bool] = weakref.WeakKeyDictionary()
+
+
+def _mark_running_of(store: StateStoreProtocol) -> MarkRunning:
+    """The store's ``mark_running``; a custom store written before ``queued_s`` joined it
+    (four arguments) keeps working: it is called without it. Decided once per store type."""
+    method = store.mark_running
+    takes = _TAKES_QUEUED.get(type(store))
+    if takes is None:
+        try:
+            params = inspect.signature(method).parameters.values()
+        except (TypeError, ValueError):  # pragma: no cover - a builtin: assume the protocol
+            takes = True
+        else:
+            kinds = [p.kind for p in params]
+            takes = inspect.Parameter.VAR_POSITIONAL in kinds or len(kinds) >= 5
+        _TAKES_QUEUED[type(store)] = takes
+    if takes:
+        return method
+
+    def without_queued(run_id: str, task: str, attempt: int, started: float, _: float) -> None:
+        method(run_id, task, attempt, started)
+
+    return without_queued
 
 
 _NO_ARGS: list[Any] = []  # shared by calls without parameters; never mutated

@@ -89,7 +89,8 @@ def test_api_ingest_retries_the_flaky_page_and_loads_sqlite(tmp_path: Path) -> N
     assert report["status"] == "SUCCESS"
     pages = tasks["fetch_page"]["instances"]  # mapped over the pages the API announced
     assert {key: page["attempt"] for key, page in pages.items()} == {"1": 1, "2": 1, "3": 3, "4": 1}
-    assert all(page["queued_s"] >= 0 for page in pages.values())  # a pool of 2 for 4 pages
+    assert all(page["queued_s"] >= 0 for page in pages.values())
+    assert sum(page["queued_s"] for page in pages.values()) > 0  # a pool of 2 for 4 pages
     assert tasks["load"]["result"]["loaded"] == 100
     db = tmp_path / ".flowrun" / "api_ingest" / "warehouse.sqlite"
     with sqlite3.connect(db) as conn:

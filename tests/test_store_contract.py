@@ -29,7 +29,7 @@ from flowrun import (
 )
 from flowrun._render import format_report, render_run
 from flowrun.state import RunRecord, TaskRecord
-from flowrun.testing import VirtualClock
+from flowrun.testing import VirtualClock, run_dag
 
 REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
 
@@ -640,3 +640,27 @@ async def test_a_store_refusing_a_result_fails_that_task_and_skips_its_descendan
     assert tasks["uses_fine"] == {**tasks["uses_fine"], "status": "SUCCESS", "result": 3}
     assert calls == []
     engine.close()
+
+
+class FourArgumentStore(InMemoryStateStore):
+    """A custom store written against the protocol before ``queued_s`` joined mark_running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.launched: list[str] = []
+
+    def mark_running(  # type: ignore[override]
+        self, run_id: str, task: str, attempt: int, started_at: float
+    ) -> None:
+        self.launched.append(task)
+        super().mark_running(run_id, task, attempt, started_at)
+
+
+def test_a_custom_store_with_the_older_mark_running_still_runs_dags() -> None:
+    store = FourArgumentStore()
+    engine = build_default_engine(state_store=store, max_parallel=1)  # type: ignore[arg-type]
+    etl = Etl(engine)
+    report = run_dag(engine, "etl")
+    assert report["status"] == "SUCCESS"
+    assert sorted(store.launched) == sorted(ETL_DEPS)
+    assert etl.calls == dict.fromkeys(ETL_DEPS, 1)
