@@ -148,11 +148,13 @@ def make_call_plan(
     deps: Sequence[str],
     known: Collection[str] = (),
     mapped: str | None = None,
+    context_names: Collection[str] = (),
 ) -> CallPlan:
     """Decide once, at registration, what each parameter of ``func`` receives (``where``:
     ``"task 'x' in DAG 'd'"``; ``known``: the tasks the DAG has so far, to tell a typo in
     ``deps`` from a typo in a parameter; ``mapped``: the parameter that receives a mapped
-    instance's item)."""
+    instance's item; ``context_names``: parameters that receive the context by name, without
+    a ``RunContext`` annotation, as an override's stub may: a lambda cannot be annotated)."""
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError) as exc:
@@ -191,6 +193,9 @@ def make_call_plan(
             plan.append(PlannedParam(param.name, Inject.UPSTREAM, "", positional))
         elif param.name in deps and not takes_upstream:
             plan.append(PlannedParam(param.name, Inject.RESULT, param.name, positional))
+        elif param.name in context_names:
+            plan.append(PlannedParam(param.name, Inject.CONTEXT, "", positional))
+            wants_context = True
         elif param.default is not inspect.Parameter.empty:
             continue
         else:

@@ -53,6 +53,7 @@ class RunContext(Generic[DepsT]):
         "dag_name",
         "deps",
         "run_id",
+        "scheduled_for",
         "task_name",
     )
 
@@ -61,6 +62,7 @@ class RunContext(Generic[DepsT]):
     dag_name: str | None
     task_name: str | None
     attempt: int
+    scheduled_for: float | None
 
     def __init__(self, deps: DepsT = None) -> None:  # type: ignore[assignment]
         self.deps = deps
@@ -68,6 +70,7 @@ class RunContext(Generic[DepsT]):
         self.dag_name = None
         self.task_name = None
         self.attempt = 0
+        self.scheduled_for = None  # a scheduled run: its tick's due time (epoch seconds)
         self._cancel: threading.Event | None = None
         self._deadline: float | None = None
         self._clock: Clock | None = None
@@ -99,7 +102,8 @@ class RunContext(Generic[DepsT]):
         # Sent to another process (a process pool, Dask): deps and identity travel; the
         # cancellation signal and clock belong to this process, so there ``cancelled()`` stays
         # False and ``time_remaining_s()`` is None.
-        return (_rebuild, (self.deps, self.run_id, self.dag_name, self.task_name, self.attempt))
+        identity = (self.run_id, self.dag_name, self.task_name, self.attempt, self.scheduled_for)
+        return (_rebuild, (self.deps, *identity))
 
     def for_attempt(
         self,
@@ -108,9 +112,13 @@ class RunContext(Generic[DepsT]):
         task_name: str,
         attempt: int,
         clock: Clock,
+        scheduled_for: float | None = None,
     ) -> RunContext[DepsT]:
-        """The copy one attempt sees: same deps, its own identity and cancellation signal."""
+        """The copy one attempt sees: same deps, its own identity and cancellation signal.
+        ``scheduled_for`` is the due time of the schedule's tick that started the run (the
+        time window a scheduled ETL run should load), None for a run started otherwise."""
         ctx: RunContext[DepsT] = RunContext(self.deps)
+        ctx.scheduled_for = scheduled_for
         ctx.run_id = run_id
         ctx.dag_name = dag_name
         ctx.task_name = task_name
@@ -169,10 +177,16 @@ class RunContext(Generic[DepsT]):
 
 
 def _rebuild(
-    deps: Any, run_id: str | None, dag_name: str | None, task_name: str | None, attempt: int
+    deps: Any,
+    run_id: str | None,
+    dag_name: str | None,
+    task_name: str | None,
+    attempt: int,
+    scheduled_for: float | None = None,
 ) -> RunContext[Any]:
     ctx: RunContext[Any] = RunContext(deps)
     ctx.run_id, ctx.dag_name, ctx.task_name, ctx.attempt = run_id, dag_name, task_name, attempt
+    ctx.scheduled_for = scheduled_for
     return ctx
 
 

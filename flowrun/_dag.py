@@ -141,30 +141,40 @@ def build_dag(
 ) -> DAG:
     """Validate ``tasks`` (missing and cross-DAG dependencies, cycles) and sort them."""
     children: dict[str, list[str]] = {n: [] for n in tasks}
-    for spec in tasks.values():
-        for dep in spec.deps:
-            if dep not in tasks:
-                raise _missing(name, spec, dep, tasks, all_dags)
-            children[dep].append(spec.name)
-    # Kahn's algorithm; ties keep registration order so the order is deterministic.
-    waiting = {n: len(s.deps) for n, s in tasks.items()}
-    ready = deque(n for n, count in waiting.items() if count == 0)
-    order: list[str] = []
+    waiting: dict[str, int] = {}
+    ready: deque[str] = deque()
+    for n, spec in tasks.items():
+        deps = spec.deps
+        if deps:
+            waiting[n] = len(deps)
+            for dep in deps:
+                try:
+                    children[dep].append(n)
+                except KeyError:
+                    raise _missing(name, spec, dep, tasks, all_dags) from None
+        else:
+            ready.append(n)
+    # Kahn's algorithm; ties keep registration order so the order is deterministic. The
+    # DAG's three maps are filled as tasks come out, in topological order.
+    specs: dict[str, TaskSpec] = {}
+    parents: dict[str, tuple[str, ...]] = {}
+    kids: dict[str, tuple[str, ...]] = {}
+    popleft, push = ready.popleft, ready.append
     while ready:
-        current = ready.popleft()
-        order.append(current)
-        for child in children[current]:
-            waiting[child] -= 1
-            if waiting[child] == 0:
-                ready.append(child)
-    if len(order) != len(tasks):
-        raise CycleError(name, _find_cycle(tasks, waiting))
-    return DAG(
-        name,
-        {n: tasks[n] for n in order},
-        {n: tasks[n].deps for n in order},
-        {n: tuple(children[n]) for n in order},
-    )
+        current = popleft()
+        spec = tasks[current]
+        specs[current] = spec
+        parents[current] = spec.deps
+        mine = children[current]
+        kids[current] = tuple(mine)
+        for child in mine:
+            left = waiting[child] - 1
+            waiting[child] = left
+            if not left:
+                push(child)
+    if len(specs) != len(tasks):
+        raise CycleError(name, _find_cycle(tasks, {n: c for n, c in waiting.items() if c}))
+    return DAG(name, specs, parents, kids)
 
 
 def _missing(

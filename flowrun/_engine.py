@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -10,8 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, TypeVar, Unpack, overload
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from ._attempt import Launcher, launcher_for
 from ._clock import Clock, SystemClock
@@ -36,6 +37,10 @@ from .errors import PoolError, UnknownDagError, suggest
 from .state.memory import InMemoryStateStore
 from .state.protocol import StateStoreProtocol
 from .state.records import FINISHED_STATUSES, RUNNING
+
+if TYPE_CHECKING:  # loaded by schedule() and serve(): import flowrun stays light
+    from ._schedules import Schedule
+    from ._serve import TickCallback
 
 __all__ = ["DagScope", "Engine", "SchedulerConfig", "build_default_engine"]
 
@@ -97,6 +102,7 @@ class Engine:
         self._limiter = Limiter(self.config.max_parallel)
         self._dag_cache: dict[str, tuple[int, DAG]] = {}
         self._rng = random.Random()
+        self._schedules: dict[str, Schedule] = {}
 
     def derive(
         self,
@@ -123,6 +129,7 @@ class Engine:
         )
         for name, slots in self.pools.items():
             derived.pool(name, slots=slots)
+        derived._schedules.update(self._schedules)
         return derived
 
     # -- registration --------------------------------------------------------------------
@@ -256,6 +263,96 @@ class Engine:
         """Draw the DAG: ``"text"`` (default), ``"mermaid"`` or ``"dot"``."""
         return render_dag(self.get_dag(dag_name), format)
 
+    # -- schedules -------------------------------------------------------------------------
+    def schedule(
+        self,
+        dag: str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        catchup: str = "latest",
+        max_catchup: int = 10,
+        overlap: str = "skip",
+        origin: float = 0.0,
+        name: str | None = None,
+    ) -> Schedule:
+        """Run DAG ``dag`` on a schedule when the engine serves (``await engine.serve()``,
+        ``flowrun serve``): at the times of a 5-field ``cron`` expression read in zone ``tz``,
+        or ``every`` seconds (ticks at ``origin + k * every``, so restarts do not drift).
+
+        ``catchup`` (after a downtime): ``"latest"`` runs the most recent missed tick,
+        ``"all"`` the last ``max_catchup`` of them, oldest first, ``"none"`` none.
+        ``overlap`` (a tick due while this schedule's previous run is still running):
+        ``"skip"`` records it skipped, ``"queue"`` runs it afterwards, ``"allow"`` runs it
+        alongside. ``name`` (default: the DAG and the when) keys the ticks in the state store.
+        Every option is checked now: a ``ScheduleError`` names the DAG and the option."""
+        from ._schedules import ScheduleError, make_schedule  # on first use: cron, zoneinfo
+
+        made = make_schedule(
+            dag,
+            cron=cron,
+            every=every,
+            tz=tz,
+            catchup=catchup,
+            max_catchup=max_catchup,
+            overlap=overlap,
+            origin=origin,
+            name=name,
+        )
+        if made.name in self._schedules:
+            raise ScheduleError(
+                f"schedule {made.name!r} of DAG {dag!r} is declared twice; give the second "
+                "one another name= (two schedules of a DAG need distinct names)",
+                dag=dag,
+                schedule=made.name,
+                option="name",
+                got=name,
+            )
+        self._schedules[made.name] = made
+        return made
+
+    @property
+    def schedules(self) -> Mapping[str, Schedule]:
+        """The declared schedules by name, in declaration order (read-only)."""
+        return MappingProxyType(self._schedules)
+
+    async def serve(
+        self,
+        *,
+        stop: asyncio.Event | None = None,
+        until: float | None = None,
+        max_runs: int | None = None,
+        grace_s: float = 30.0,
+        on_tick: TickCallback | None = None,
+    ) -> None:
+        """Run every schedule of the engine until cancelled, ``stop`` is set, the engine
+        clock passes ``until`` (wall time: ticks due after it are not started) or
+        ``max_runs`` runs have started; then wait for the runs in flight (after ``stop``:
+        ``grace_s`` seconds, then they are cancelled, recorded FAILED and resumable).
+
+        Each tick is claimed in the state store before it runs (one claim per schedule and
+        due time wins), so a restart continues from the last recorded tick and two servers on
+        one SQLite file never both run a tick. ``on_tick`` is called with a ``TickEvent`` for
+        each tick: when its run finished, or when it was skipped or missed."""
+        from ._serve import serve
+
+        await serve(
+            self,
+            list(self._schedules.values()),
+            stop=stop,
+            until=until,
+            max_runs=max_runs,
+            grace_s=grace_s,
+            on_tick=on_tick,
+        )
+
+    async def _run_scheduled(self, dag_name: str, run_id: str, scheduled_for: float) -> str:
+        """A run of a schedule's tick: the DAG's default context, the tick's run id."""
+        return await self._execute(
+            self.get_dag(dag_name), None, run_id=run_id, scheduled_for=scheduled_for
+        )
+
     # -- runs ------------------------------------------------------------------------------
     async def run_once(self, dag_name: str, context: RunContext[Any] | None = None) -> str:
         """Run every task of the DAG once; returns the run id when the run is final."""
@@ -291,6 +388,9 @@ class Engine:
         dag: DAG,
         context: RunContext[Any] | None,
         resume: ResumePlan | None = None,
+        *,
+        run_id: str | None = None,
+        scheduled_for: float | None = None,
     ) -> str:
         if context is not None and not isinstance(context, RunContext):
             raise TypeError(
@@ -299,19 +399,21 @@ class Engine:
             )
         source = None if context is not None else self.registry.default_context(dag.name)
         if source is None:
-            return await self._start(dag, context, resume)
+            return await self._start(dag, context, resume, run_id, scheduled_for)
         async with contextlib.AsyncExitStack() as stack:
             made = await open_context(source, stack, f"the default context of DAG {dag.name!r}")
-            return await self._start(dag, made, resume)
+            return await self._start(dag, made, resume, run_id, scheduled_for)
 
     async def _start(
         self,
         dag: DAG,
         context: RunContext[Any] | None,
         resume: ResumePlan | None,
+        run_id: str | None = None,
+        scheduled_for: float | None = None,
     ) -> str:
         run = Run(
-            run_id=uuid.uuid4().hex,
+            run_id=run_id if run_id is not None else uuid.uuid4().hex,
             dag=dag,
             context=context,
             store=self.state_store,
@@ -322,6 +424,7 @@ class Engine:
             logger=self.logger,
             rng=self._rng,
             resume=resume,
+            scheduled_for=scheduled_for,
         )
         with self.registry.run_in_progress(dag.name):
             return await run.execute()
@@ -454,6 +557,31 @@ class DagScope:
 
     def validate(self) -> None:
         self.engine.validate(self.name)
+
+    def schedule(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        catchup: str = "latest",
+        max_catchup: int = 10,
+        overlap: str = "skip",
+        origin: float = 0.0,
+        name: str | None = None,
+    ) -> Schedule:
+        """``engine.schedule(name_of_this_dag, ...)``."""
+        return self.engine.schedule(
+            self.name,
+            cron=cron,
+            every=every,
+            tz=tz,
+            catchup=catchup,
+            max_catchup=max_catchup,
+            overlap=overlap,
+            origin=origin,
+            name=name,
+        )
 
     def display(self, format: str = "text") -> str:
         return self.engine.display_dag(self.name, format)

@@ -32,9 +32,12 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class DagStartEvent:
+    """A run started; ``resumed_from`` is the run it continues (``engine.resume``), if any."""
+
     run_id: str
     dag_name: str
     task_names: tuple[str, ...]
+    resumed_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,13 @@ class RunHook:
     def on_task_start(self, event: TaskStartEvent) -> Any:
         """An attempt was launched."""
 
+    def on_attempt_context(self, event: TaskStartEvent) -> None:
+        """Just before an attempt starts, on the event loop, inside a copy of the context the
+        attempt's code then runs in (its coroutine, or its worker thread): a context variable
+        set here (a tracing span, a log correlation id) is current inside the task. Must be a
+        plain function (not ``async def``): the attempt waits for nothing. It does not reach a
+        sync task sent to another process (a process pool, Dask)."""
+
     def on_task_success(self, event: TaskSuccessEvent) -> Any:
         """An attempt succeeded; ``event.result`` is its return value."""
 
@@ -233,7 +243,7 @@ def fn_hook(
 class HookDispatcher:
     """Calls the hooks that handle each event type; an event type nobody handles costs nothing."""
 
-    __slots__ = ("_handlers", "_logger")
+    __slots__ = ("_handlers", "_in_attempt", "_logger", "in_attempt")
 
     def __init__(self, hooks: Sequence[RunHook], logger: logging.Logger) -> None:
         for hook in hooks:
@@ -254,10 +264,39 @@ class HookDispatcher:
                 found.append(bound)
             if found:
                 self._handlers[event_type] = tuple(found)
+        base = RunHook.on_attempt_context
+        self._in_attempt = tuple(
+            hook.on_attempt_context
+            for hook in hooks
+            if getattr(hook.on_attempt_context, "__func__", None) is not base
+        )
+        self.in_attempt = bool(self._in_attempt)  # read once per run: nobody, no cost
 
     def wants(self, event_type: type[Any]) -> bool:
         """Whether any hook handles this event type (so the caller can skip building it)."""
         return event_type in self._handlers
+
+    def enter_attempt(self, event: TaskStartEvent) -> None:
+        """Call every ``on_attempt_context`` in order, in the attempt's context (the caller's
+        ``Context.run``); ``Exception`` is logged, not raised, and an awaitable is refused."""
+        for handler in self._in_attempt:
+            try:
+                outcome: Any = handler(event)
+                if inspect.isawaitable(outcome):
+                    if inspect.iscoroutine(outcome):
+                        outcome.close()  # never awaited: no "was never awaited" warning
+                    self._logger.error(
+                        "hook %r: on_attempt_context must be a plain function, not async "
+                        "(the attempt of task %r starts without waiting); it was not run",
+                        handler,
+                        event.task_name,
+                    )
+            except Exception:
+                self._logger.exception(
+                    "hook %r raised in on_attempt_context for task %r; the run goes on",
+                    handler,
+                    event.task_name,
+                )
 
     async def emit(self, event: HookEvent) -> None:
         """Call every handler of the event in order; ``Exception`` is logged, not raised."""

@@ -6,6 +6,7 @@ takes ``**options: Unpack[TaskOptionsDict]``, so adding an option is an edit of 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = [
     "TaskOptionsDict",
     "TriggerRule",
     "check_option_names",
+    "closest_option",
 ]
 
 DEFAULT_MAX_MAP = 10_000
@@ -253,14 +255,69 @@ OPTION_NAMES: frozenset[str] = frozenset(TaskOptionsDict.__annotations__)
 """Every keyword a task decorator takes besides ``name`` and ``dag``."""
 
 
-def check_option_names(given: Iterable[str], where: str) -> None:
-    """A keyword that is no task option raises ``TypeError``, naming the closest option."""
-    for key in given:
-        if key not in OPTION_NAMES:
-            raise TypeError(
-                f"unknown task option {key!r} for {where}; task options are "
-                f"{', '.join(sorted(OPTION_NAMES))}.{suggest(key, OPTION_NAMES)}"
-            )
+# What people write for an option, out of habit or from other tools: spelling alone would
+# suggest 'retry_on' for 'retry', a list of exception types where an int was meant.
+_ALIASES: dict[str, str] = {
+    "retry": "retries",
+    "retrys": "retries",
+    "max_retries": "retries",
+    "num_retries": "retries",
+    "retry_count": "retries",
+    "attempts": "retries",
+    "timeout": "timeout_s",
+    "timeout_seconds": "timeout_s",
+    "retry_delay": "retry_delay_s",
+    "delay": "retry_delay_s",
+    "backoff": "retry_backoff",
+    "jitter": "retry_jitter",
+    "depends_on": "deps",
+    "dependencies": "deps",
+    "upstream": "deps",
+    "after": "deps",
+    "trigger_rule": "trigger",
+    "cache_ttl": "cache_ttl_s",
+    "ttl": "cache_ttl_s",
+}
+
+
+def closest_option(key: str) -> str | None:
+    """The task option ``key`` most likely stands for (an alias, another case, a misspelling),
+    or None."""
+    normal = key.lower().replace("-", "_")
+    if normal in OPTION_NAMES:
+        return normal
+    if normal in _ALIASES:
+        return _ALIASES[normal]
+    matches = difflib.get_close_matches(normal, sorted(OPTION_NAMES), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _short(value: object, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr raises still gets its option named
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def check_option_names(
+    given: Mapping[str, object], where: str, *, dag: str | None = None, task: str | None = None
+) -> None:
+    """A keyword that is no task option raises ``TaskDefinitionError`` naming the task and the
+    closest option (``dag``/``task`` fill the error's fields; ``where`` ends the message)."""
+    for key, value in given.items():
+        if key in OPTION_NAMES:
+            continue
+        closest = closest_option(key)
+        hint = f" Did you mean {closest!r}?" if closest else ""
+        raise TaskDefinitionError(
+            f"unknown task option {key!r} ({key}={_short(value)}) for {where}.{hint} Task options: "
+            f"{', '.join(sorted(OPTION_NAMES))}",
+            dag=dag,
+            task=task,
+            option=key,
+            got=value,
+        )
 
 
 def _checked_map(

@@ -12,7 +12,9 @@ from ._dag import DAG
 
 __all__ = [
     "FORMATS",
+    "FORMAT_HELP",
     "RUN_FORMATS",
+    "RUN_FORMAT_HELP",
     "format_report",
     "render_dag",
     "render_run",
@@ -21,6 +23,17 @@ __all__ = [
 
 FORMATS = ("text", "mermaid", "dot")
 RUN_FORMATS = ("text", "mermaid", "dot")
+# what each format is for, one line each: the CLI's --help of `graph` and `show` lists them
+FORMAT_HELP: dict[str, str] = {
+    "text": "a tree of the tasks and their dependencies (default)",
+    "mermaid": "a Mermaid flowchart, for Markdown pages (GitHub, MkDocs)",
+    "dot": "Graphviz DOT, for `dot -Tsvg` and other Graphviz tools",
+}
+RUN_FORMAT_HELP: dict[str, str] = {
+    "text": "the report: a table of the tasks, then each failure (default)",
+    "mermaid": "a Mermaid flowchart, each task coloured by its status",
+    "dot": "Graphviz DOT, each task coloured by its status",
+}
 
 # fill, stroke, text colour per task status (light fills: readable in light and dark themes)
 STATUS_COLOURS: dict[str, tuple[str, str, str]] = {
@@ -198,11 +211,30 @@ def _run_dot(report: Mapping[str, Any], parents: Mapping[str, Sequence[str]] | N
     return "\n".join(lines)
 
 
+def _kept(info: Mapping[str, Any], created_at: float | None) -> bool:
+    """Whether a task's entry was kept from the run this one resumes: it finished before this
+    run was created. A task of this run starts (and ends) after that; a resume copies the
+    kept tasks' records as they were, timestamps included. A mapped task re-run in part ends
+    after it (its newest instance does): only its reused instances are marked."""
+    if created_at is None or info.get("status") not in _KEPT_STATUSES:
+        return False
+    ended = info.get("finished_at")
+    if ended is None:
+        ended = info.get("started_at")
+    return ended is not None and ended < created_at
+
+
+_KEPT_STATUSES = frozenset({"SUCCESS", "OMITTED"})
+_KEPT_MARK = "(kept)"
+
+
 def format_report(report: Mapping[str, Any], *, tracebacks: bool = True) -> str:
     """A run report as text: one line per task (status, attempt, duration; a mapped task's
     instances below it, the first ``_SHOWN_INSTANCES`` of them), then the error and the
-    traceback (trimmed to user code) of every failed task."""
+    traceback (trimmed to user code) of every failed task. In a resumed run, a task kept
+    from the earlier run (not run again) ends with ``(kept)``."""
     tasks: Mapping[str, Mapping[str, Any]] = report["tasks"]
+    created_at: float | None = report.get("created_at")
     lines = [f"run {report['run_id']} of DAG {report['dag_name']!r}: {report['status']}"]
     rows: list[tuple[str, Mapping[str, Any]]] = []
     for name, info in tasks.items():
@@ -220,8 +252,9 @@ def format_report(report: Mapping[str, Any], *, tracebacks: bool = True) -> str:
             continue
         started, finished = info["started_at"], info["finished_at"]
         duration = "-" if started is None or finished is None else f"{finished - started:.3f}s"
+        mark = f"  {_KEPT_MARK}" if _kept(info, created_at) else ""
         lines.append(
-            f"  {name:<{width}}  {info['status']:<8}  {info['attempt']:>7}  {duration:>10}"
+            f"  {name:<{width}}  {info['status']:<8}  {info['attempt']:>7}  {duration:>10}{mark}"
         )
     for name, info in tasks.items():
         if info["status"] != "FAILED":

@@ -49,6 +49,8 @@ def build_report(run: RunRecord) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "status": run.status,
         "tasks": tasks,
+        "trigger": run.trigger,
+        "scheduled_for": run.scheduled_for,
     }
 
 

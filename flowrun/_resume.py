@@ -44,7 +44,7 @@ def plan_resume(old: RunRecord, full: DAG, from_tasks: Iterable[str] | None) -> 
             "execute its tasks twice. Wait for it to finish; if the process running it died, "
             "open the store with SqliteStateStore(..., recover=True) first"
         )
-    dag = full if old.targets is None else full.subgraph(old.targets)
+    dag = full if old.targets is None else _subgraph(old, full)
     failed = {n for n in dag.order if _status(old, n) not in _KEPT}
     if from_tasks is None:
         rerun = dag.descendants(failed)
@@ -87,6 +87,27 @@ def plan_resume(old: RunRecord, full: DAG, from_tasks: Iterable[str] | None) -> 
         elif name in instances and name in dag.mapped:
             plan.reusable[name] = _reusable(dag, old, name, instances[name])
     return plan
+
+
+def _subgraph(old: RunRecord, full: DAG) -> DAG:
+    """The subgraph a ``run_subgraph`` run ran, as the DAG is now; a target since removed (or
+    renamed) is named with the run it belonged to, not as a ``run_subgraph`` typo."""
+    targets = list(old.targets or ())
+    gone = [name for name in targets if name not in full.specs]
+    if gone:
+        raise UnknownTaskError(
+            old.dag_name,
+            gone[0],
+            full.order,
+            f"resume of run {old.run_id!r} (a run_subgraph run of targets {targets})",
+            fix=(
+                f"The target {gone[0]!r} was removed or renamed since that run. Register it "
+                "again to resume the run, or start a new run of the tasks you want now: "
+                f"engine.run_subgraph({old.dag_name!r}, [...]) (flowrun run TARGET "
+                f"{old.dag_name} --target TASK)."
+            ),
+        )
+    return full.subgraph(targets)
 
 
 UNKNOWN = object()
@@ -145,7 +166,9 @@ def _add_unretained_inputs(
         else:
             needed = [p.dep for p in params if p.source is Inject.RESULT]
         for parent in needed:
+            if parent in rerun:  # a task added since the old run is re-run: it has no record
+                continue
             record = old.tasks[parent]
-            if parent not in rerun and record.status == SUCCESS and parent not in results:
+            if record.status == SUCCESS and parent not in results:
                 rerun.add(parent)
                 stack.append(parent)

@@ -122,8 +122,7 @@ def map_final(run: Run, name: str) -> None:
     status[name] = SUCCESS
     if run.want_success:
         run.events.append(TaskSuccessEvent(run.run_id, run.dag_name, name, 0, 0.0, succeeded))
-    run.children_may_start(name, succeeded)
-    run.consumed(name)
+    run.children_may_start(name, succeeded)  # which also releases its parents' results
 
 
 def _fail(run: Run, name: str, text: str) -> None:

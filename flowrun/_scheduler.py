@@ -10,6 +10,7 @@ by one ``flush()``; hooks see the batch's events in order.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import random
@@ -71,8 +72,10 @@ class Run:
         logger: logging.Logger,
         rng: random.Random,
         resume: ResumePlan | None = None,
+        scheduled_for: float | None = None,
     ) -> None:
         self.run_id = run_id
+        self.scheduled_for = scheduled_for  # a schedule's run: its tick's due time
         self.dag = dag
         self.dag_name = dag.name
         self.specs = dag.specs
@@ -88,6 +91,10 @@ class Run:
         self.limiter = limiter
         self._attempt_done = self.attempt_done  # bound once, not per attempt
         self._sync_launcher = sync_launcher  # the engine's, for its executor of the moment
+        self.launch_async: Launcher = launch_async
+        if hooks.in_attempt:  # a hook sets context variables for the attempts' own code
+            self.launch_async = _in_attempt_context(hooks, dag.name, launch_async)
+            self._sync_launcher = _sync_in_attempt_context(hooks, dag.name, sync_launcher)
         self.hooks = hooks
         self.logger = logger
         # Jitter comes from the clock when it offers random() (virtual clocks: reproducible).
@@ -172,7 +179,9 @@ class Run:
             raise
         try:
             if self.hooks.wants(DagStartEvent):
-                await self.hooks.emit(DagStartEvent(self.run_id, self.dag_name, self.dag.order))
+                await self.hooks.emit(
+                    DagStartEvent(self.run_id, self.dag_name, self.dag.order, self.resumed_from)
+                )
             await self._drive()
         except BaseException as exc:
             await abort(self, exc, started)
@@ -204,6 +213,8 @@ class Run:
                 tasks=tasks,
                 targets=dag.targets,
                 resumed_from=self.resumed_from,
+                scheduled_for=self.scheduled_for,
+                trigger="manual" if self.scheduled_for is None else "schedule",
             )
         )
         self.store.flush()
@@ -333,7 +344,9 @@ class Run:
         plan = spec.plan
         context = None
         if plan.wants_context:
-            context = self.context.for_attempt(self.run_id, self.dag_name, name, number, self.clock)
+            context = self.context.for_attempt(
+                self.run_id, self.dag_name, name, number, self.clock, self.scheduled_for
+            )
             parents = self.parents[name]
             if name in self.triggers:
                 status, errors = self.status, self.errors
@@ -365,7 +378,7 @@ class Run:
                 "async" if spec.is_async else "sync",
             )
         attempt.start_wall = now  # sync attempts on threads overwrite it when they really start
-        attempt.start(args, kwargs, launch_async if spec.is_async else self._sync_launcher())
+        attempt.start(args, kwargs, self.launch_async if spec.is_async else self._sync_launcher())
 
     def _handle(self, attempt: Attempt) -> None:
         self.running.discard(attempt)
@@ -541,6 +554,42 @@ class Run:
         if self.hooks.wants(DagEndEvent):
             self.events.append(DagEndEvent(self.run_id, self.dag_name, status, duration))
         await self._emit()
+
+
+def _in_attempt_context(hooks: HookDispatcher, dag_name: str, launch: Launcher) -> Launcher:
+    """``launch`` inside a fresh copy of the current context, after the hooks'
+    ``on_attempt_context`` set what they want in it: the attempt's asyncio task (created there)
+    or its worker thread (``launcher_for`` copies the context it is called in) runs in it."""
+    enter = hooks.enter_attempt
+
+    def launch_in_context(
+        attempt: Attempt, args: list[Any], kwargs: dict[str, Any]
+    ) -> asyncio.Future[Any]:
+        spec = attempt.spec
+        event = TaskStartEvent(
+            attempt.run_id, dag_name, attempt.name, attempt.number, spec.max_attempts
+        )
+        context = contextvars.copy_context()
+        context.run(enter, event)
+        return context.run(launch, attempt, args, kwargs)
+
+    return launch_in_context
+
+
+def _sync_in_attempt_context(
+    hooks: HookDispatcher, dag_name: str, sync_launcher: Callable[[], Launcher]
+) -> Callable[[], Launcher]:
+    """The engine's sync launcher of the moment (one per executor), wrapped once each."""
+    wrapped: dict[Launcher, Launcher] = {}
+
+    def launcher() -> Launcher:
+        launch = sync_launcher()
+        found = wrapped.get(launch)
+        if found is None:
+            found = wrapped[launch] = _in_attempt_context(hooks, dag_name, launch)
+        return found
+
+    return launcher
 
 
 MarkRunning = Callable[[str, str, int, float, float], None]

@@ -19,7 +19,13 @@ from typing import Any, TypeVar, Unpack, overload
 from ._cache import CacheKeyError, task_fingerprint
 from ._call_plan import NO_PARAMS, CallPlan, async_kind, make_call_plan
 from ._context import ContextSource, check_context_source, describe_source
-from ._options import OPTION_NAMES, TaskOptions, TaskOptionsDict, check_option_names
+from ._options import (
+    OPTION_NAMES,
+    TaskOptions,
+    TaskOptionsDict,
+    check_option_names,
+    closest_option,
+)
 from .errors import DuplicateTaskError, TaskDefinitionError, suggest
 
 __all__ = [
@@ -451,7 +457,11 @@ class TaskTemplate:
     ) -> None:
         if not callable(func):
             raise TaskDefinitionError(f"task_template needs a callable, got {type(func).__name__}")
-        check_option_names(options, f"task_template({_default_name(func)}) in DAG {dag!r}")
+        check_option_names(
+            options,
+            f"task_template({_default_name(func)}) in DAG {dag or DEFAULT_DAG!r}",
+            dag=dag or DEFAULT_DAG,
+        )
         self._registry = registry
         self.func = func
         self.dag = dag
@@ -483,9 +493,13 @@ class TaskTemplate:
             return
         for key in kwargs:
             if key not in params:
+                hint = suggest(key, params)
+                option = closest_option(key)
+                if not hint and option:  # bind() takes task options too: a misspelt one
+                    hint = f" Did you mean the task option {option!r}?"
                 raise TaskDefinitionError(
                     f"{_where(name, self.dag)}: {_default_name(self.func)}() has no parameter "
-                    f"{key!r}.{suggest(key, params)}",
+                    f"{key!r}.{hint}",
                     dag=self.dag or DEFAULT_DAG,
                     task=name,
                     got=key,

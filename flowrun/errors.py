@@ -19,6 +19,7 @@ __all__ = [
     "MissingDependencyError",
     "Omit",
     "PoolError",
+    "ScheduleError",
     "TaskCancelledError",
     "TaskDefinitionError",
     "TaskTimeoutError",
@@ -138,13 +139,17 @@ class UnknownDagError(ValueError):
 
 
 class UnknownTaskError(ValueError):
-    """A task name that the DAG does not have."""
+    """A task name that the DAG does not have; ``what`` names what asked for it, ``fix``
+    (optional) ends the message with what to do."""
 
-    def __init__(self, dag_name: str, task_name: str, available: Sequence[str], what: str) -> None:
+    def __init__(
+        self, dag_name: str, task_name: str, available: Sequence[str], what: str, *, fix: str = ""
+    ) -> None:
         self.dag_name = dag_name
         self.task_name = task_name
+        hint = suggest(task_name, available)
         super().__init__(
-            f"{what}: DAG {dag_name!r} has no task {task_name!r}.{suggest(task_name, available)}"
+            f"{what}: DAG {dag_name!r} has no task {task_name!r}.{hint}{f' {fix}' if fix else ''}"
         )
 
 
@@ -235,3 +240,25 @@ class Omit(Exception):
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ScheduleError(ValueError):
+    """A schedule's declaration is invalid, or it cannot be served (its DAG is unknown).
+
+    ``dag`` and ``schedule`` name it; ``option`` and ``got`` name the bad option and the value
+    given (None when the problem is not one option)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        dag: str | None = None,
+        schedule: str | None = None,
+        option: str | None = None,
+        got: object = None,
+    ) -> None:
+        self.dag = dag
+        self.schedule = schedule
+        self.option = option
+        self.got = got
+        super().__init__(message)

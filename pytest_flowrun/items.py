@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from flowrun.cli._discovery import FoundDag
 
 __all__ = [
+    "DAG_MARKER",
     "SETTINGS",
     "DagFailure",
     "DagImportErrorItem",
@@ -68,6 +69,10 @@ class Settings:
 
 
 SETTINGS = pytest.StashKey[Settings]()
+
+DAG_MARKER = "flowrun_dag"
+"""The marker of collected DAG items, apart from ``flowrun`` (the marker of the user's tests
+that run a DAG), so ``-m flowrun_dag`` and ``-m flowrun`` select one kind each."""
 
 
 def matches(path: Path, patterns: Sequence[str]) -> bool:
@@ -125,7 +130,7 @@ class DagModule(pytest.Module):
             name = dag if dag not in names else f"{dag}[{found.attribute}]"
             names.add(name)
             item = DagItem.from_parent(self, name=name, engine=found.engine, dag_name=dag)
-            item.add_marker("flowrun")
+            item.add_marker(DAG_MARKER)
             yield item
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from . import hookspecs
 from .fixtures import (
+    EXPECT_MISMATCH,
     _flowrun_marker,
     flowrun_clock,
     flowrun_engine,
@@ -19,6 +20,7 @@ from .fixtures import (
     flowrun_registry,
     flowrun_report,
     flowrun_run,
+    flowrun_serve,
 )
 from .items import (
     SETTINGS,
@@ -36,6 +38,7 @@ __all__ = [
     "flowrun_registry",
     "flowrun_report",
     "flowrun_run",
+    "flowrun_serve",
 ]
 
 _ = _flowrun_marker  # registered with the other fixtures of this module
@@ -47,6 +50,8 @@ MARKERS = (
     "expect='SUCCESS'): run the DAG on virtual time before the test; the report is the "
     "flowrun_report fixture; a status other than expect fails the test",
     "flowrun_real_time: run this test's flowrun fixtures and marker on real time",
+    "flowrun_dag: a DAG collected by pytest --flowrun (select them with -m flowrun_dag; "
+    "-m flowrun selects the tests marked @pytest.mark.flowrun)",
 )
 
 
@@ -110,6 +115,17 @@ def pytest_configure(config: pytest.Config) -> None:
         named_dirs=frozenset(named_dirs),
         test_files=tuple(str(p) for p in config.getini("python_files")),
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A test whose ``flowrun`` marker run ended other than ``expect=`` fails here, in the
+    call phase, with the run's report; its body does not run."""
+    mismatch = pyfuncitem.stash.get(EXPECT_MISMATCH, None)
+    if mismatch is not None:
+        del pyfuncitem.stash[EXPECT_MISMATCH]  # a rerun of the item decides anew
+        pytest.fail(mismatch, pytrace=False)
+    return None
 
 
 def pytest_report_header(config: pytest.Config) -> str:

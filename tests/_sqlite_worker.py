@@ -6,6 +6,11 @@ Usage: ``python _sqlite_worker.py MODE DB ...``
   blocks forever, so the parent can SIGKILL this process mid-run.
 - ``resume DB LOG RUN_ID``: a fresh engine with the same tasks resumes ``RUN_ID``; prints the
   new run id.
+- ``backoff DB LOG``: run the ``flaky`` DAG; ``fetch`` fails its first attempt and waits an hour
+  to retry; on its ``TaskRetryEvent`` (hooks see a batch's events after the store flushed it)
+  the worker prints ``backoff <run_id>``, so the parent can SIGKILL it during the back-off.
+- ``resume-backoff DB LOG RUN_ID``: a fresh engine where ``fetch`` works resumes ``RUN_ID``;
+  prints the new run id.
 - ``many DB COUNT TAG``: print ``ready``, wait for a line on stdin, run the ``many`` DAG COUNT
   times (5 runs at a time), printing ``done <run_id> <index>`` after each run.
 - ``tagged DB``: run the ``tagged`` DAG on a store with the user serializer ``TaggedJson``;
@@ -28,7 +33,9 @@ from flowrun import (
     ResultSerializer,
     RunContext,
     SqliteStateStore,
+    TaskRetryEvent,
     build_default_engine,
+    fn_hook,
 )
 
 
@@ -77,6 +84,36 @@ def pipeline(store: SqliteStateStore, log: str, block: bool) -> Engine:
     def load(transform: list[int]) -> int:
         executed("load")
         return sum(transform)
+
+    return engine
+
+
+def flaky(store: SqliteStateStore, log: str, fail: bool) -> Engine:
+    def announce(event: TaskRetryEvent) -> None:
+        print(f"backoff {event.run_id}", flush=True)
+
+    engine = build_default_engine(state_store=store, hooks=[fn_hook(on_task_retry=announce)])
+
+    def executed(name: str) -> None:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(name + "\n")
+
+    @engine.task(dag="flaky")
+    def source() -> int:
+        executed("source")
+        return 2
+
+    @engine.task(dag="flaky", deps=[source], retries=1, retry_delay_s=3600.0)
+    def fetch(source: int) -> int:
+        executed("fetch")
+        if fail:
+            raise ConnectionError("the API answered 503")
+        return source * 21
+
+    @engine.task(dag="flaky", deps=[fetch])
+    def store_it(fetch: int) -> int:
+        executed("store_it")
+        return fetch
 
     return engine
 
@@ -137,6 +174,13 @@ def main(argv: list[str]) -> int:
             return 1  # not reached: transform blocks until the process is killed
         if mode == "resume":
             engine = pipeline(store, argv[2], block=False)
+            print(asyncio.run(engine.resume(argv[3])), flush=True)
+            return 0
+        if mode == "backoff":
+            asyncio.run(flaky(store, argv[2], fail=True).run_once("flaky"))
+            return 1  # not reached: the back-off lasts an hour, the parent kills us first
+        if mode == "resume-backoff":
+            engine = flaky(store, argv[2], fail=False)
             print(asyncio.run(engine.resume(argv[3])), flush=True)
             return 0
         if mode == "many":

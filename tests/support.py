@@ -33,3 +33,10 @@ TASK_KEYS = frozenset(
     }
 )
 """The fields of a task's entry in a run report (a mapped task's also has ``instances``)."""
+
+
+RUN_KEYS = frozenset(
+    {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}  # the seed's...
+    | {"trigger", "scheduled_for"}  # ...and what started the run: "manual" or "schedule"
+)
+"""The keys of a run report."""

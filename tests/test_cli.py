@@ -242,7 +242,9 @@ def test_history_runs_and_show_across_invocations(project: Path) -> None:
     shown = flowrun(project, "show", ok["run_id"])
     assert shown.returncode == 0
     assert f"run {ok['run_id']} of DAG 'etl': SUCCESS" in shown.stdout
-    assert as_json(flowrun(project, "show", ok["run_id"][:10], "--json")) == ok
+    assert as_json(flowrun(project, "show", ok["run_id"][:10], "--json", "--results")) == ok
+    summary = as_json(flowrun(project, "show", ok["run_id"][:10], "--json"))
+    assert all("result" not in task for task in summary["tasks"].values())  # --results only
 
 
 def test_show_draws_a_run_as_mermaid_and_dot_coloured_by_status(project: Path) -> None:
@@ -621,16 +623,23 @@ def test_serializer_pickle_stores_what_json_cannot(project: Path) -> None:
     shown = flowrun(project, "show", run_id, "--serializer", "pickle")
     assert shown.returncode == 0, shown.stderr
     assert f"run {run_id} of DAG 'periods': SUCCESS" in shown.stdout
-    report = as_json(flowrun(project, "show", run_id, "--json", "--serializer", "pickle"))
+    report = as_json(
+        flowrun(project, "show", run_id, "--json", "--results", "--serializer", "pickle")
+    )
     assert report["tasks"]["period"]["result"] == "datetime.date(2024, 1, 1)"  # its repr
     assert report["tasks"]["label"]["result"] == "2024-01"
-    by_env = flowrun(project, "show", run_id, "--json", env={"FLOWRUN_SERIALIZER": "pickle"})
+    by_env = flowrun(
+        project, "show", run_id, "--json", "--results", env={"FLOWRUN_SERIALIZER": "pickle"}
+    )
     assert as_json(by_env) == report
 
-    as_json_db = flowrun(project, "show", run_id)  # read back with the default serializer
+    plain = flowrun(project, "show", run_id)  # no result read: any format will do
+    assert plain.returncode == 0, plain.stderr
+    assert f"run {run_id} of DAG 'periods': SUCCESS" in plain.stdout
+    as_json_db = flowrun(project, "show", run_id, "--results")  # the default serializer
     assert as_json_db.returncode == 2
-    assert "in the 'pickle' format, but this store's serializer is 'json'" in as_json_db.stderr
-    assert "(on the command line: --serializer pickle)" in as_json_db.stderr
+    assert "holds results that --serializer json cannot read" in as_json_db.stderr
+    assert f"flowrun show {run_id} --results --serializer pickle" in as_json_db.stderr
 
 
 def test_resume_command_keeps_the_serializer(project: Path) -> None:

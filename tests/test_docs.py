@@ -506,7 +506,13 @@ SEED_API = [
 PLUGIN_OPTIONS = ["--flowrun", "--flowrun-run"]
 PLUGIN_INI = ["flowrun_files", "flowrun_run"]
 PLUGIN_MARKERS = ["flowrun", "flowrun_real_time"]
-PUBLIC_MODULES = ["flowrun", "flowrun.state", "flowrun.testing", "flowrun.executors"]
+PUBLIC_MODULES = [
+    "flowrun",
+    "flowrun.state",
+    "flowrun.testing",
+    "flowrun.executors",
+    "flowrun.otel",
+]
 
 
 def reference_entries() -> dict[str, str]:

@@ -66,6 +66,7 @@ def test_every_example_file_is_covered() -> None:
         "daily_etl.py",
         "polars_pipeline.py",
         "quickstart.py",
+        "rates_sync.py",
     ]
 
 
@@ -124,3 +125,36 @@ def test_polars_pipeline(tmp_path: Path) -> None:
     assert len(tasks["top_customers"]["result"]) == 10
     out = tmp_path / ".flowrun" / "polars_pipeline"
     assert sorted(p.name for p in out.iterdir()) == ["daily_revenue.csv", "top_customers.csv"]
+
+
+def test_rates_sync_serves_its_schedule_and_loads_each_ticks_window(tmp_path: Path) -> None:
+    """``flowrun serve examples/rates_sync.py``, ticking every half second for two runs: each
+    run appends the window of its own tick (``context.scheduled_for``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
+    env["RATES_SYNC_EVERY_S"] = "0.5"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowrun",
+            "serve",
+            str(EXAMPLES / "rates_sync.py"),
+            "--max-runs",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proc.stdout.count("SUCCESS") == 2, proc.stdout
+    lines = (tmp_path / ".flowrun" / "rates_sync" / "rates.jsonl").read_text().splitlines()
+    windows = [json.loads(line)["window"] for line in lines]
+    with sqlite3.connect(tmp_path / ".flowrun" / "flowrun.sqlite") as db:
+        due = [row[0] for row in db.execute("SELECT scheduled_for FROM runs ORDER BY id")]
+    assert windows == due
+    assert len(due) == 2
+    assert due[1] - due[0] == 0.5

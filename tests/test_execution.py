@@ -11,7 +11,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from support import TASK_KEYS, WALL_START, new_clock
+from support import RUN_KEYS, TASK_KEYS, WALL_START, new_clock
 
 from flowrun import (
     DagEndEvent,
@@ -23,7 +23,7 @@ from flowrun import (
 )
 from flowrun.testing import RecordingHook
 
-REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
+REPORT_KEYS = RUN_KEYS
 
 
 # -- sync and async tasks, results ------------------------------------------------------------

@@ -75,6 +75,29 @@ def test_a_mapped_task_runs_once_per_item_and_its_consumer_gets_the_results_in_o
     assert [e.task_name for e in hook.of(TaskSuccessEvent)][-2:] == ["load_table", "summarize"]
 
 
+def test_a_consumer_of_both_the_mapped_task_and_its_source_gets_both_results() -> None:
+    """The source's result is kept until its last consumer ran: the mapped task's end used to
+    release its parents twice, so a task reading the source too failed with KeyError."""
+    engine = build_default_engine(clock=new_clock())
+    etl = engine.dag("etl")
+
+    @etl.task()
+    def tables() -> list[str]:
+        return ["users", "orders"]
+
+    @etl.task(map={"table": tables})
+    def load(table: str) -> int:
+        return len(table)
+
+    @etl.task(deps=[tables, load])
+    def summary(tables: list[str], load: list[int]) -> dict[str, int]:
+        return dict(zip(tables, load, strict=True))
+
+    report = run_dag(engine, "etl")
+    assert report["status"] == "SUCCESS", report["tasks"]["summary"]["error"]
+    assert report["tasks"]["summary"]["result"] == {"users": 5, "orders": 6}
+
+
 def test_instances_are_keyed_by_index_by_default() -> None:
     engine, _ = _etl(("a", "bb"))
     report = run_dag(engine, "etl")

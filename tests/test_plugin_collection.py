@@ -81,10 +81,34 @@ def test_without_flowrun_nothing_is_collected(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["flowrun: collect DAGs=off (--flowrun), run DAGs=off*"])
 
 
-def test_items_are_marked_flowrun(project: pytest.Pytester) -> None:
-    project.makepyfile(test_other="def test_plain():\n    pass\n")
-    result = project.runpytest("--flowrun", "-m", "flowrun", "-q")
-    result.assert_outcomes(passed=3, deselected=1)
+MARKED_TESTS = """
+import pytest
+from dags.etl import etl
+
+def test_plain():
+    pass
+
+@pytest.mark.flowrun(etl, context={"rows": []})
+def test_marked(flowrun_report):
+    assert flowrun_report["status"] == "SUCCESS"
+"""
+
+
+def test_dag_items_and_marker_tests_are_selected_apart(project: pytest.Pytester) -> None:
+    """Collected DAGs carry ``flowrun_dag`` (only), the user's marker tests ``flowrun``."""
+    project.makepyfile(test_other=MARKED_TESTS)
+    result = project.runpytest("--flowrun", "-m", "flowrun_dag", "-v", "--strict-markers")
+    result.assert_outcomes(passed=3, deselected=2)
+    result.stdout.fnmatch_lines(["*dags/etl.py::etl PASSED*"])
+    result = project.runpytest("--flowrun", "-m", "flowrun", "-v", "--strict-markers")
+    result.assert_outcomes(passed=1, deselected=4)
+    result.stdout.fnmatch_lines(["*test_other.py::test_marked PASSED*"])
+    result = project.runpytest("--flowrun", "-m", "not flowrun_dag", "-q")
+    result.assert_outcomes(passed=2, deselected=3)
+    items, _ = project.inline_genitems("--flowrun", "dags")
+    assert [[m.name for m in item.iter_markers()] for item in items] == [["flowrun_dag"]] * 2
+    result = project.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.flowrun_dag: a DAG collected by pytest --flowrun*"])
 
 
 def test_flowrun_run_runs_with_the_hook_context(project: pytest.Pytester) -> None:

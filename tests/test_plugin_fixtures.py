@@ -126,9 +126,10 @@ def test_marker_runs_before_the_test_and_checks_expect(pytester: pytest.Pytester
         """,
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4, errors=3)
+    result.assert_outcomes(passed=4, failed=1, errors=2)  # a mismatch fails, a misuse errors
     result.stdout.fnmatch_lines(
         [
+            "*_ test_expect_mismatch _*",
             "*DAG 'etl' finished FAILED, expected SUCCESS*",
             "*extract*FAILED*3*",
             "*task 'extract' failed on attempt 3: RuntimeError: api down*",
@@ -372,3 +373,187 @@ def test_works_under_pytest_timeout(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--timeout=2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*Timeout*2*"])
+
+
+def test_flowrun_events_records_every_run_the_helpers_start(pytester: pytest.Pytester) -> None:
+    """flowrun_run and the marker record runs of a module-level engine in flowrun_events; the
+    hook is on the engine for the run only, so a later test (or run) sees nothing of it, even
+    after a failing test or a run that raised."""
+    pytester.makepyfile(
+        pipeline=PIPELINE
+        + """
+
+def no_database():
+    raise OSError("no database in tests")
+
+broken = engine.dag("broken", context=no_database)
+
+@broken.task
+def query() -> int:
+    return 1
+""",
+        test_events="""
+        import pytest
+        from flowrun import DagStartEvent, TaskStartEvent
+        from flowrun.testing import run_dag
+        from pipeline import broken, engine, etl
+
+        USED = []
+
+        def test_flowrun_run_of_a_module_scope(flowrun_run, flowrun_events):
+            USED.append(flowrun_events)
+            flowrun_run(etl, context={"rows": [1]})
+            assert flowrun_events.task_order() == ["extract", "load"]
+            assert [e.dag_name for e in flowrun_events.of(DagStartEvent)] == ["etl"]
+            assert engine.hooks == ()  # on the engine for the run only
+
+        @pytest.mark.flowrun(engine, "etl", context={"rows": []})
+        def test_marker_run(flowrun_report, flowrun_events):
+            USED.append(flowrun_events)
+            assert [e.run_id for e in flowrun_events.of(DagStartEvent)] == [
+                flowrun_report["run_id"]
+            ]
+
+        def test_engine_fixture_runs_are_recorded_once(flowrun_engine, flowrun_run,
+                                                       flowrun_events):
+            @flowrun_engine.task(dag="t")
+            def a():
+                return 1
+
+            flowrun_run(flowrun_engine, "t")
+            assert len(flowrun_events.of(TaskStartEvent)) == 1
+
+        def test_fails_after_a_run(flowrun_run, flowrun_events):
+            USED.append(flowrun_events)
+            flowrun_run(etl, context={"rows": []})
+            assert False, "fails on purpose"
+
+        def test_run_that_raises(flowrun_run, flowrun_events):
+            USED.append(flowrun_events)
+            flowrun_run(broken)
+
+        def test_nothing_stays_attached():
+            assert engine.hooks == ()
+            run_dag(etl, context={"rows": []})
+            run_dag(broken, context={})
+            assert [len(hook.of(DagStartEvent)) for hook in USED] == [1, 1, 1, 0]
+        """,
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, failed=2)
+    result.stdout.fnmatch_lines(["*fails on purpose*", "*ContextFactoryError*no_database*"])
+
+
+TEMPLATES = """
+from flowrun import RunContext, build_default_engine
+
+engine = build_default_engine()
+site = engine.dag("site")
+
+def check(context: RunContext[dict], *, page: str) -> str:
+    return f"{context.deps['base']}/{page} up"
+
+template = site.task_template(check, retries=1)
+template.bind("home", page="index")
+template.bind("about", page="about")
+"""
+
+
+def test_stubs_of_template_tasks_and_injection_mismatches(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        site_pipeline=TEMPLATES,
+        test_stubs="""
+        import pytest
+        from site_pipeline import site
+
+        def always_down(context, *, page):
+            raise ConnectionError(f"{context.deps['base']}/{page} down")
+
+        def typo(context, *, pag):
+            return "never called"
+
+        @pytest.mark.flowrun(site, context={"base": "x"}, overrides={"home": always_down},
+                             expect="FAILED")
+        def test_the_issue_stub(flowrun_report):
+            assert flowrun_report["tasks"]["home"]["error"] == "ConnectionError: x/index down"
+            assert flowrun_report["tasks"]["home"]["attempt"] == 2
+
+        def test_mismatch_in_flowrun_run(flowrun_run):
+            flowrun_run(site, context={"base": "x"}, overrides={"home": typo})
+
+        @pytest.mark.flowrun(site, context={"base": "x"}, overrides={"home": typo})
+        def test_mismatch_in_the_marker():
+            pass
+        """,
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    message = (
+        "override_tasks: parameter 'pag' of the stub typo() for task 'home' in DAG 'site' "
+        "would receive nothing: the task cannot supply it. Did you mean 'page'?*"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at setup of test_mismatch_in_the_marker _*",
+            f"flowrun marker: {message}",
+            "*= FAILURES =*",
+            "*_ test_mismatch_in_flowrun_run _*",
+            '>       flowrun_run(site, context={"base": "x"}, overrides={"home": typo})',
+            f"E       flowrun.errors.TaskDefinitionError: {message}",
+            "test_stubs.py:*: TaskDefinitionError",
+            "=* short test summary info =*",
+        ]
+    )
+    output = result.stdout.str()
+    for internal in ("_overrides.py", "_call_plan.py", "_runs.py", "fixtures.py", "Traceback"):
+        assert internal not in output
+
+
+def test_expect_mismatch_is_a_failed_test_in_the_call_phase(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_asyncio")
+    pytester.makeconftest(
+        """
+        from flowrun.testing import virtual_loop_factory
+
+        def pytest_asyncio_loop_factories(config, item):
+            return {"virtual": virtual_loop_factory()}
+        """
+    )
+    pytester.makepyfile(
+        pipeline=PIPELINE,
+        test_expect="""
+        import pytest
+        from pipeline import etl
+
+        BODIES = []
+
+        @pytest.mark.flowrun(etl, context={"rows": [1]}, expect="FAILED")
+        def test_sync(flowrun_report):
+            BODIES.append("sync")
+
+        @pytest.mark.asyncio
+        @pytest.mark.flowrun(etl, context={"rows": [1]}, expect="FAILED")
+        async def test_async(flowrun_report):
+            BODIES.append("async")
+
+        def test_bodies_did_not_run():
+            assert BODIES == []
+        """,
+    )
+    reprec = pytester.inline_run("-p", "no:cacheprovider", "-p", "asyncio", "--asyncio-mode=strict")
+    reprec.assertoutcome(passed=1, failed=2)
+    reports = {
+        (r.head_line, r.when): r
+        for r in reprec.getreports("pytest_runtest_logreport")
+        if r.head_line in ("test_sync", "test_async")
+    }
+    for name in ("test_sync", "test_async"):
+        assert reports[(name, "setup")].passed
+        call = reports[(name, "call")]
+        assert call.failed
+        text = str(call.longrepr)
+        assert text.startswith("DAG 'etl' finished SUCCESS, expected FAILED\n\nrun ")
+        assert "  extract  SUCCESS         1" in text
+        assert "DAG etl (2 tasks)" in text
+        assert "Traceback" not in text
+        assert "fixtures.py" not in text

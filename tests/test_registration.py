@@ -378,8 +378,11 @@ def test_task_template_unknown_option_is_rejected(engine: Engine) -> None:
     def f() -> None:
         return None
 
-    with pytest.raises(TypeError, match=r"unknown task option 'retrys'.*Did you mean 'retries'"):
+    with pytest.raises(
+        TaskDefinitionError, match=r"unknown task option 'retrys'.*Did you mean 'retries'"
+    ) as caught:
         engine.task_template(f, dag="etl", retrys=2)  # type: ignore[call-arg]
+    assert (caught.value.dag, caught.value.option, caught.value.got) == ("etl", "retrys", 2)
 
 
 def test_template_function_bound_twice_is_an_ambiguous_dep(engine: Engine) -> None:
@@ -679,13 +682,14 @@ def test_public_exports_are_all_importable() -> None:
 def test_a_misspelt_option_is_refused_with_the_closest_name(engine: Engine) -> None:
     # mypy flags each typo too: were it not, these ignores would be unused and fail mypy --strict
     message = (
-        r"unknown task option 'retires' for task 'load' in DAG 'etl'; .*Did you mean 'retries'\?"
+        r"unknown task option 'retires' \(retires=3\) for task 'load' in DAG 'etl'\. "
+        r"Did you mean 'retries'\?"
     )
-    with pytest.raises(TypeError, match=message):
+    with pytest.raises(TaskDefinitionError, match=message):
         engine.task("load", dag="etl", retires=3)(lambda: 1)  # type: ignore[call-overload]
-    with pytest.raises(TypeError, match=message):
+    with pytest.raises(TaskDefinitionError, match=message):
         engine.dag("etl").task("load", retires=3)(lambda: 1)  # type: ignore[call-overload]
-    with pytest.raises(TypeError, match=r"unknown task option 'timeout'.*'timeout_s'\?"):
+    with pytest.raises(TaskDefinitionError, match=r"unknown task option 'timeout'.*'timeout_s'\?"):
         engine.task_template(lambda: 1, dag="etl", timeout=3).bind("t")  # type: ignore[call-arg]
     assert engine.list_dags() == []
 

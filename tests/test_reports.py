@@ -55,7 +55,9 @@ async def test_report_has_exactly_the_documented_keys(engine: Engine, clock: Vir
 
     report = engine.get_run_report(run_id)
 
-    assert set(report) == {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
+    seed = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
+    assert set(report) == seed | {"trigger", "scheduled_for"}  # flowrun's: what started it
+    assert (report["trigger"], report["scheduled_for"]) == ("manual", None)
     assert report["run_id"] == run_id
     assert report["dag_name"] == "etl"
     assert report["status"] == "SUCCESS"

@@ -185,3 +185,55 @@ def test_two_processes_fifty_runs_each_on_one_file(tmp_path: Path) -> None:
             assert [t["status"] for t in report["tasks"].values()] == ["SUCCESS"] * 4
             assert report["tasks"]["source"]["result"] == {"tag": tag, "index": number}
             assert report["tasks"]["combine"]["result"] == [f"{tag}-{number}", number * 2]
+
+
+def test_sigkill_during_a_retry_back_off_keeps_the_attempt_and_resume_runs_it(
+    tmp_path: Path,
+) -> None:
+    db, log = tmp_path / "state.db", tmp_path / "executions.log"
+    proc = start_worker("backoff", str(db), str(log))
+    try:
+        word, run_id = read_line(proc).split()  # fetch failed once, waits an hour to retry
+        assert word == "backoff"
+        with SqliteStateStore(db) as store:  # the back-off as the store has it on disk
+            waiting = store.load_run(run_id).tasks["fetch"]
+        assert (waiting.status, waiting.attempt) == ("PENDING", 1)
+        assert waiting.error == "ConnectionError: the API answered 503"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(TIMEOUT_S) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+    with SqliteStateStore(db, recover=True) as store:
+        assert store.recovered == [run_id]
+        report = build_default_engine(state_store=store).get_run_report(run_id)
+    assert report["status"] == "FAILED"
+    fetch, after = report["tasks"]["fetch"], report["tasks"]["store_it"]
+    # It ran: FAILED with its attempt's error and traceback, not SKIPPED as never run.
+    assert (fetch["status"], fetch["attempt"]) == ("FAILED", 1)
+    assert fetch["error"] == (
+        "ConnectionError: the API answered 503; then ProcessDied: the process running this run "
+        f"(pid {proc.pid} on host {socket.gethostname()}) died while the task waited to retry "
+        "(before attempt 2)"
+    )
+    assert "ConnectionError: the API answered 503" in fetch["traceback"]
+    assert fetch["finished_at"] == waiting.finished_at  # the end of attempt 1, not the recovery
+    assert after["status"] == "SKIPPED"  # it never ran
+    assert after["error"].endswith("died before this task could run")
+    assert report["tasks"]["source"]["status"] == "SUCCESS"
+
+    resumed = subprocess.run(
+        [sys.executable, WORKER, "resume-backoff", str(db), str(log), run_id],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    with SqliteStateStore(db) as store:
+        again = build_default_engine(state_store=store).get_run_report(resumed.stdout.strip())
+    assert again["status"] == "SUCCESS"
+    assert again["tasks"]["store_it"]["result"] == 42
+    assert executions(log) == {"source": 1, "fetch": 2, "store_it": 1}

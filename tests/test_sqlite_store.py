@@ -908,8 +908,13 @@ async def test_json_results_read_with_any_serializer(tmp_path: Path) -> None:
         runs = {r.run_id: r for r in store.list_runs()}
         assert set(runs) == {json_run, pickle_run}
         assert runs[json_run].tasks["first"].result == runs[pickle_run].tasks["first"].result
-    with SqliteStateStore(db) as store, pytest.raises(StateDatabaseError, match="'pickle' format"):
-        store.list_runs()  # but a JSON store never unpickles
+    with SqliteStateStore(db) as store:
+        summaries = {r.run_id: r for r in store.list_runs(results=False)}  # any format lists
+        assert summaries[pickle_run].tasks["first"].result_format == "pickle"
+        assert summaries[json_run].tasks["first"].result_format == "json"
+        assert summaries[pickle_run].tasks["first"].has_result
+        with pytest.raises(StateDatabaseError, match="'pickle' format"):
+            store.list_runs()  # but a JSON store never unpickles
 
 
 # -- what another process sees while a run works, and failures of the store itself -----------

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import TASK_KEYS, WAIT_S, WALL_START, new_clock
+from support import RUN_KEYS, TASK_KEYS, WAIT_S, WALL_START, new_clock
 
 from flowrun import (
     Engine,
@@ -30,8 +30,9 @@ from flowrun import (
 from flowrun._render import format_report, render_run
 from flowrun.state import RunRecord, TaskRecord
 from flowrun.testing import VirtualClock, run_dag
+from flowrun.testing._contract import StoreContract
 
-REPORT_KEYS = {"run_id", "dag_name", "created_at", "finished_at", "status", "tasks"}
+REPORT_KEYS = RUN_KEYS
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -664,3 +665,40 @@ def test_a_custom_store_with_the_older_mark_running_still_runs_dags() -> None:
     assert report["status"] == "SUCCESS"
     assert sorted(store.launched) == sorted(ETL_DEPS)
     assert etl.calls == dict.fromkeys(ETL_DEPS, 1)
+
+
+class TestStoreHistory(StoreContract):
+    """History on both stores: summaries without results, and ``prune`` (the suite is in
+    ``flowrun.testing._contract``; ``store`` is this module's fixture, memory and SQLite)."""
+
+
+class OlderProtocolStore:
+    """A custom store written before summaries and prune: ``load_run``/``list_runs`` without
+    ``results``, no ``prune``; the rest delegated to an ``InMemoryStateStore``."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryStateStore()
+
+    def load_run(self, run_id: str) -> RunRecord:
+        return self.inner.load_run(run_id)
+
+    def list_runs(
+        self, dag_name: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        return self.inner.list_runs(dag_name, status, limit)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("prune", "vacuum"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_a_custom_store_without_summaries_or_prune_is_still_a_store_and_runs_dags() -> None:
+    store = OlderProtocolStore()
+    assert isinstance(store, StateStoreProtocol)  # prune is not part of the protocol
+    assert not hasattr(store, "prune")
+    engine = build_default_engine(state_store=store)
+    Etl(engine)
+    report = run_dag(engine, "etl")
+    assert report["status"] == "SUCCESS"
+    assert engine.list_runs()[0]["tasks"]["load"]["result"] == 60

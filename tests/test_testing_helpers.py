@@ -22,6 +22,7 @@ from flowrun import (
 )
 from flowrun._engine import Engine
 from flowrun._overrides import override_tasks
+from flowrun.errors import ContextFactoryError
 from flowrun.testing import RecordingHook, format_report, run_dag, trim_traceback
 
 
@@ -222,3 +223,33 @@ def test_format_report_shows_table_errors_and_user_frames() -> None:
 def test_trim_traceback_keeps_text_without_user_frames() -> None:
     text = 'Traceback (most recent call last):\n  File "x.py", line 1, in f\n    g()\nE: e\n'
     assert trim_traceback(text) == text
+
+
+def test_run_dag_hooks_record_one_run_and_are_detached_after_it() -> None:
+    own = RecordingHook()
+    engine = _etl(hooks=[own])
+    dispatcher = engine._hooks
+    extra = RecordingHook()
+    run_dag(engine, "etl", context=[], hooks=[extra, own])  # `own` is not added twice
+    assert extra.task_order() == ["extract", "transform", "load"]
+    assert len(own.of(DagStartEvent)) == 1
+    assert engine.hooks == (own,)
+    assert engine._hooks is dispatcher
+    run_dag(engine, "etl", context=[])
+    assert len(extra.of(DagStartEvent)) == 1  # the second run was not recorded by it
+    assert len(own.of(DagStartEvent)) == 2
+
+
+def test_run_dag_hooks_are_detached_when_the_run_raises() -> None:
+    engine = build_default_engine()
+
+    def broken_context() -> RunContext[None]:
+        raise OSError("no database")
+
+    scope = engine.dag("etl", context=broken_context)
+    scope.task(lambda: 1)
+    extra = RecordingHook()
+    with pytest.raises(ContextFactoryError, match=r"default context of DAG 'etl'"):
+        run_dag(scope, hooks=[extra])
+    assert engine.hooks == ()
+    assert not engine._hooks.wants(DagStartEvent)

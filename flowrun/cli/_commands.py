@@ -1,4 +1,4 @@
-"""The commands: run, resume, validate, list, graph, runs, show."""
+"""The commands: run, resume, validate, list, graph, runs, show (``prune``: ``_history``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from ..errors import (
     DagValidationError,
     suggest,
 )
+from ._history import check_readable, results_text, with_pruned_marks, without_results
 from ._run import execute, print_json, table, task_summary, took, when
-from ._store import PREFIX_SCAN, db_path, find_run, open_store
+from ._store import PREFIX_SCAN, db_path, find_run, open_store, serializer_name
 from ._target import UsageError, load_target
 
 
@@ -163,11 +164,14 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    """The history, newest first, read as summaries: no result is read from the database nor
+    decoded (so a big result costs nothing here and any serializer's runs list)."""
     status = args.status.upper() if args.status else None
     with open_store(args, create=False) as store:
-        reports = Engine(state_store=store).list_runs(args.dag, status, args.limit)
+        records = store.list_runs(args.dag, status, args.limit, results=False)
+        reports = [without_results(build_report(r)) for r in records]
         if not reports and args.dag:
-            known = sorted({r.dag_name for r in store.list_runs(limit=PREFIX_SCAN)})
+            known = sorted({r.dag_name for r in store.list_runs(limit=PREFIX_SCAN, results=False)})
             if args.dag not in known:
                 listed = ", ".join(repr(d) for d in known) or "none"
                 print(
@@ -199,16 +203,28 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """One run: its report without results (read from no result, whatever serializer stored
+    them) unless ``--results``, which needs the serializer that stored them."""
+    if args.results and args.format != "text" and not args.json:
+        raise UsageError(
+            f"--results adds the results to the text report or to --json; --format "
+            f"{args.format} draws the run without them"
+        )
     with open_store(args, create=False) as store:
         run_id = find_run(store, args.run_id, args)
-        record = store.load_run(run_id)
+        record = store.load_run(run_id, results=False)
+        if args.results:
+            check_readable(record, serializer_name(args))
+            record = store.load_run(run_id)
     report = build_report(record)
     if args.json:
-        print_json(report)
+        print_json(with_pruned_marks(report, record) if args.results else without_results(report))
         return 0
     if args.format == "text":
         print(f"started {when(report['created_at'])}, took {took(report)}")
         print(format_report(report))
+        if args.results:
+            print("\n".join(results_text(record, report)))
         return 0
     parents: dict[str, tuple[str, ...]] = {n: t.deps for n, t in record.tasks.items()}
     if args.target is not None and not any(parents.values()):

@@ -7,10 +7,10 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import __version__
-from .._render import FORMATS, RUN_FORMATS
+from .._render import FORMAT_HELP, FORMATS, RUN_FORMAT_HELP, RUN_FORMATS
 from ..errors import (
     DagValidationError,
     UnknownDagError,
@@ -20,11 +20,22 @@ from ..errors import (
 )
 from ..state.sqlite import StateDatabaseError
 from ._commands import cmd_graph, cmd_list, cmd_resume, cmd_run, cmd_runs, cmd_show, cmd_validate
+from ._history import add_prune_command
 from ._progress import PROGRESS_MODES
+from ._serve import cmd_schedules, cmd_serve
 from ._store import DEFAULT_DB, SERIALIZERS
 from ._target import CommandFailed, UsageError
 
 STATUSES = ("SUCCESS", "FAILED", "RUNNING")
+TARGET_HELP = (
+    "a Python file (pipelines/etl.py), a module (pipelines.etl) or either followed by "
+    ":attribute (an Engine or engine.dag(...) scope of it)"
+)
+RUN_EXIT_CODES = (
+    "Exit codes: 0 the run succeeded, 1 it FAILED (or the pipeline's code failed outside a "
+    "task), 2 usage error, 130 interrupted (Ctrl-C): the run is recorded as FAILED and "
+    "`flowrun resume` continues it."
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +46,13 @@ class _Parser(argparse.ArgumentParser):
             hint = suggest(match.group(1), choices)
             message += f".{hint}" if hint else ""
         super().error(message)
+
+
+def _formats_epilog(meanings: dict[str, str]) -> str:
+    """The ``--format`` choices, one line each (for a ``RawDescriptionHelpFormatter`` epilog)."""
+    width = max(map(len, meanings))
+    lines = [f"  {name:<{width}}  {meaning}" for name, meaning in meanings.items()]
+    return "--format:\n" + "\n".join(lines)
 
 
 def _positive(text: str) -> int:
@@ -56,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
             "either followed by :attribute (an Engine or engine.dag(...) scope). State is kept "
             f"in {DEFAULT_DB} under the current directory (--db or FLOWRUN_DB to change; "
             "--db :memory: keeps nothing). Exit codes: 0 success, 1 failed run or invalid DAG, "
-            "2 usage error."
+            "2 usage error, 130 interrupted (Ctrl-C: the run is recorded as FAILED; resume "
+            "continues it)."
         ),
     )
     parser.add_argument("--version", action="version", version=f"flowrun {__version__}")
@@ -97,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the engine's log records on stderr",
     )
 
-    p = sub.add_parser("run", parents=[db, running], help="run a DAG")
-    p.add_argument("target", metavar="TARGET")
+    p = sub.add_parser("run", parents=[db, running], help="run a DAG", epilog=RUN_EXIT_CODES)
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("dag", metavar="DAG", nargs="?", help="optional if TARGET defines one DAG")
     p.add_argument(
         "--target",
@@ -120,9 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("resume", parents=[db, running], help="continue a run in a new run")
+    p = sub.add_parser(
+        "resume", parents=[db, running], help="continue a run in a new run", epilog=RUN_EXIT_CODES
+    )
     p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
-    p.add_argument("target", metavar="TARGET")
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument(
         "--from",
         dest="from_tasks",
@@ -138,19 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
         "targets",
         metavar="TARGET",
         nargs="+",
-        help="files, modules or folders (a folder's *.py files, not _*.py or conftest.py)",
+        help=f"{TARGET_HELP}, or a folder (its *.py files, not _*.py or conftest.py)",
     )
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("list", help="the DAGs of TARGET and their tasks")
-    p.add_argument("target", metavar="TARGET")
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(handler=cmd_list)
 
-    p = sub.add_parser("graph", help="draw a DAG")
-    p.add_argument("target", metavar="TARGET")
+    p = sub.add_parser(
+        "graph",
+        help="draw a DAG",
+        epilog=_formats_epilog(FORMAT_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("dag", metavar="DAG", nargs="?", help="optional if TARGET defines one DAG")
-    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument(
+        "--format", choices=FORMATS, default="text", help="how to draw it (below; default text)"
+    )
     p.set_defaults(handler=cmd_graph)
 
     p = sub.add_parser("runs", parents=[db], help="past runs, newest first")
@@ -163,10 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="only runs with this status (SUCCESS, FAILED, RUNNING)",
     )
     p.add_argument("--limit", type=_positive, default=20, metavar="N", help="default 20")
-    p.add_argument("--json", action="store_true", help="the run reports as JSON")
+    p.add_argument("--json", action="store_true", help="the run reports as JSON, without results")
     p.set_defaults(handler=cmd_runs)
 
-    p = sub.add_parser("show", parents=[db], help="the report of one run")
+    p = sub.add_parser(
+        "show",
+        parents=[db],
+        help="the report of one run",
+        epilog=_formats_epilog(RUN_FORMAT_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
     p.add_argument(
         "target",
@@ -175,10 +209,84 @@ def build_parser() -> argparse.ArgumentParser:
         help="optional: the pipeline, to draw the dependencies of a run recorded by a "
         "flowrun that did not keep them",
     )
-    p.add_argument("--format", choices=RUN_FORMATS, default="text")
+    p.add_argument(
+        "--format", choices=RUN_FORMATS, default="text", help="how to show it (below; default text)"
+    )
     p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument(
+        "--results",
+        action="store_true",
+        help="also the tasks' results (text: each shortened; --json: whole), read with "
+        "--serializer; without it nothing reads or decodes a result",
+    )
     p.set_defaults(handler=cmd_show)
+    add_prune_command(sub, db)
+    _add_schedule_commands(sub, db)
     return parser
+
+
+def _add_schedule_commands(sub: Any, db: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[db],
+        help="run the schedules of TARGET's engines until stopped",
+        epilog=(
+            "Each tick is recorded in the database before its run starts, so a restart "
+            "continues from the last recorded tick (catching up by each schedule's catchup "
+            "policy) and two servers on one database never start the same tick. SIGTERM or "
+            "Ctrl-C: start no more runs, give the runs in flight --grace-s seconds, then "
+            "record what is left FAILED (resumable); exit 0. A second Ctrl-C cancels at "
+            "once: exit 130. Exit codes: 0 stopped, 1 the pipeline's code failed, 2 usage "
+            "error (no schedule, bad option), 130 cancelled."
+        ),
+    )
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
+    p.add_argument(
+        "--max-parallel", type=_positive, metavar="N", help="tasks in flight at once, per run"
+    )
+    p.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        help="live (each run's redrawn status line, on a terminal) or plain / off (only the "
+        "line per tick, printed in every mode); default auto (live on a terminal) or "
+        "$FLOWRUN_PROGRESS",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="show the engine's log records on stderr",
+    )
+    p.add_argument(
+        "--grace-s",
+        type=_non_negative,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM/Ctrl-C, how long the runs in flight may finish (default 30)",
+    )
+    p.add_argument(
+        "--max-runs",
+        type=_positive,
+        metavar="N",
+        help="stop once N runs have started and finished (per engine; for smoke tests)",
+    )
+    p.set_defaults(handler=cmd_serve, json=False, serving=True)
+
+    p = sub.add_parser(
+        "schedules", parents=[db], help="the schedules of TARGET: last tick, next due time"
+    )
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
+    p.add_argument("--json", action="store_true", help="as JSON (times in epoch seconds)")
+    p.set_defaults(handler=cmd_schedules)
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (got {text})")
+    return value
 
 
 def _serializer_hint(error: StateDatabaseError) -> str:

@@ -13,7 +13,6 @@ from ..errors import (
     suggest,
 )
 from ..state.memory import InMemoryStateStore
-from ..state.protocol import StateStoreProtocol
 from ..state.serializers import JsonSerializer, PickleSerializer, ResultSerializer
 from ..state.sqlite import SqliteStateStore
 from ._target import UsageError
@@ -23,6 +22,10 @@ DEFAULT_DB = os.path.join(".flowrun", "flowrun.sqlite")
 
 
 MEMORY_DB = ":memory:"
+
+Store = InMemoryStateStore | SqliteStateStore
+"""The stores a command opens: the built-in ones, whose summaries (``results=False``) and
+``prune`` the commands use."""
 
 
 PREFIX_SCAN = 500  # a run id prefix is looked up among this many newest runs
@@ -40,7 +43,7 @@ def db_path(args: argparse.Namespace) -> str:
 
 
 @contextlib.contextmanager
-def open_store(args: argparse.Namespace, *, create: bool) -> Iterator[StateStoreProtocol]:
+def open_store(args: argparse.Namespace, *, create: bool) -> Iterator[Store]:
     """The command's state store. A read-only command (``create=False``) on a database that
     does not exist yet sees an empty store and creates nothing."""
     path = db_path(args)
@@ -68,14 +71,14 @@ def serializer_name(args: argparse.Namespace) -> str:
     return name
 
 
-def find_run(store: StateStoreProtocol, run_id: str, args: argparse.Namespace) -> str:
-    """A full run id from a full id or a unique prefix of one."""
+def find_run(store: Store, run_id: str, args: argparse.Namespace) -> str:
+    """A full run id from a full id or a unique prefix of one (reading no result)."""
     try:
-        store.load_run(run_id)
+        store.load_run(run_id, results=False)
         return run_id
     except UnknownRunError:
         pass
-    recent = [r.run_id for r in store.list_runs(limit=PREFIX_SCAN)]
+    recent = [r.run_id for r in store.list_runs(limit=PREFIX_SCAN, results=False)]
     matches = [rid for rid in recent if rid.startswith(run_id)] if run_id else []
     if len(matches) == 1:
         return matches[0]

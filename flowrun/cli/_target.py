@@ -9,9 +9,10 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, TracebackType
 from typing import Any
 
 from .._context import ContextSource, RunContext, check_context_source, open_context
@@ -20,6 +21,7 @@ from .._render import trim_traceback
 from ..errors import (
     ContextFactoryError,
     UnknownDagError,
+    describe,
     suggest,
 )
 from ._discovery import find_dags
@@ -226,10 +228,42 @@ async def _open_context(
     what: str,
     wrong_kind: type[Exception],
 ) -> RunContext[Any]:
+    # A context manager is entered on a stack of its own, left through ``_leave`` when
+    # ``stack`` closes (after the run): what its exit raises is reported like its entry.
+    own = contextlib.AsyncExitStack()
     try:
-        return await open_context(source, stack, what)
+        context = await open_context(source, own, what)
     except ContextFactoryError as exc:
-        trace = "".join(traceback.format_exception(exc.error)).rstrip()
-        raise CommandFailed(f"{exc}\n{trace}") from None
+        raise CommandFailed(f"{exc}\n{_user_trace(exc.error)}") from None
     except TypeError as exc:  # it gave something that is not a RunContext
+        await own.aclose()
         raise wrong_kind(str(exc)) from None
+    stack.push_async_exit(_leave(own, what))
+    return context
+
+
+def _leave(
+    own: contextlib.AsyncExitStack, what: str
+) -> Callable[
+    [type[BaseException] | None, BaseException | None, TracebackType | None], Awaitable[bool]
+]:
+    async def leave(
+        kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> bool:
+        try:
+            return bool(await own.__aexit__(kind, error, trace))
+        except Exception as exc:
+            raise CommandFailed(
+                f"{what}: leaving its context after the run raised {describe(exc)}\n"
+                f"{_user_trace(exc)}"
+            ) from None
+
+    return leave
+
+
+def _user_trace(error: BaseException) -> str:
+    """``error``'s traceback trimmed to the user's code, as a failed task's: flowrun's frames
+    (open_context) and contextlib's (a context manager's ``__enter__``/``__exit__``) only say
+    how the factory was called."""
+    trace = "".join(traceback.format_exception(error))
+    return trim_traceback(trace, also=(contextlib.__file__,)).rstrip()

@@ -55,6 +55,16 @@ class Database:
         except sqlite3.Error as error:
             raise database_error(self.path, explain(error)) from error
 
+    def vacuum(self) -> None:
+        """``VACUUM`` (it cannot run inside a transaction), then a checkpoint that moves the
+        rewritten pages into the file and truncates the WAL: only then does the file shrink."""
+        conn = self._connection()
+        try:
+            self._retry(lambda: conn.execute("VACUUM"))
+            self._retry(lambda: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+        except sqlite3.Error as error:
+            raise database_error(self.path, explain(error)) from error
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not self.forked:

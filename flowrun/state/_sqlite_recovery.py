@@ -24,8 +24,10 @@ def this_process() -> Owner:
 
 def fail_dead_runs(conn: sqlite3.Connection, host: str, clock: Clock) -> list[str]:
     """Fail the RUNNING runs of ``host`` whose process is gone (inside the caller's write
-    transaction): RUNNING tasks FAILED, PENDING tasks SKIPPED, the run FAILED. Returns
-    their ids."""
+    transaction): RUNNING tasks FAILED; a task waiting out a retry back-off (PENDING after an
+    attempt: ``mark_retry`` left its attempt and that attempt's error) FAILED too, its error
+    kept and the death added; the other PENDING tasks SKIPPED; the run FAILED. Each FAILED
+    task is one a resume runs again. Returns their ids."""
     now = clock.time()
     rows = conn.execute(
         "SELECT id, run_id, owner_pid, owner_started FROM runs WHERE status = ? AND owner_host = ?",
@@ -44,6 +46,19 @@ def fail_dead_runs(conn: sqlite3.Connection, host: str, clock: Clock) -> list[st
                 f"ProcessDied: the process running this task ({where}) died",
                 key,
                 RUNNING,
+            ),
+        )
+        # It ran and failed, and was to run again: it did not "never run". Its attempt's
+        # error and traceback stay (the cause to fix); finished_at stays that attempt's end.
+        conn.execute(
+            "UPDATE tasks SET status = ?, error = coalesce(error, 'error not recorded') || ? "
+            "|| (attempt + 1) || ')' WHERE run = ? AND status = ? AND attempt >= 1",
+            (
+                FAILED,
+                f"; then ProcessDied: the process running this run ({where}) died while the "
+                "task waited to retry (before attempt ",
+                key,
+                PENDING,
             ),
         )
         conn.execute(

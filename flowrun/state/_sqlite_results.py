@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._prune import PRUNED_FORMAT
 from ._sqlite_errors import fail
 from ._sqlite_rows import CacheRow, RunRow, TaskRow
 from .records import CacheEntry, RunRecord, TaskRecord
@@ -103,11 +104,14 @@ class ResultCodec:
             run.targets,
             run.resumed_from,
             tasks,
+            scheduled_for=run.scheduled_for,
+            trigger=run.trigger,
         )
 
     def task_row(self, run_id: str, position: int, name: str, rec: TaskRecord) -> TaskRow:
         """A task's row, its result (if any) encoded."""
         blob = self.encode(run_id, name, rec.result) if rec.has_result else None
+        fmt = self.format if blob is not None else PRUNED_FORMAT if rec.result_pruned else None
         return TaskRow(
             position,
             name,
@@ -118,7 +122,7 @@ class ResultCodec:
             rec.error,
             rec.traceback,
             blob,
-            self.format if blob is not None else None,
+            fmt,
             rec.queued_s,
             rec.cached_from,
             rec.deps,
@@ -126,11 +130,18 @@ class ResultCodec:
             rec.mapped,
         )
 
-    def record(self, run: RunRow, path: str) -> RunRecord:
-        """A fresh snapshot of ``run``: results decoded anew, so callers may mutate them."""
+    def record(self, run: RunRow, path: str, results: bool = True) -> RunRecord:
+        """A fresh snapshot of ``run``: results decoded anew, so callers may mutate them;
+        ``results=False``: none decoded (``run`` may be a summary row, see ``select_run``).
+        A result this store cannot read fails the whole snapshot, before anything is decoded."""
+        if results:
+            self._check_readable(run, path)
         tasks = {}
         for name, t in run.tasks.items():
-            result = None if t.blob is None else self._decode(run, t, t.blob, path)
+            stored = t.fmt is not None and t.fmt != PRUNED_FORMAT
+            result = None
+            if results and t.blob is not None:
+                result = self._decode(t.fmt, t.blob)
             tasks[name] = TaskRecord(
                 t.status,
                 t.attempt,
@@ -139,12 +150,14 @@ class ResultCodec:
                 t.error,
                 t.traceback,
                 result,
-                t.blob is not None,
+                stored,
                 t.deps,
                 t.queued_s or 0.0,
                 t.map_of,
                 t.mapped,
                 t.cached_from,
+                t.fmt if stored else None,
+                t.fmt == PRUNED_FORMAT,
             )
         return RunRecord(
             run.run_id,
@@ -155,20 +168,32 @@ class ResultCodec:
             tasks,
             run.targets,
             run.resumed_from,
+            scheduled_for=run.scheduled_for,
+            trigger=run.trigger,
         )
 
-    def _decode(self, run: RunRow, task: TaskRow, blob: bytes, path: str) -> Any:
-        json = DEFAULT_SERIALIZER
-        if task.fmt == json.name and self.format != json.name:
-            return json.deserialize(blob)  # JSON is safe to load whatever this store writes
-        if task.fmt != self.format:
-            known = _KNOWN_SERIALIZERS.get(task.fmt or "")
-            fix = f"serializer={known}" if known else f"the serializer named {task.fmt!r}"
+    def readable(self, fmt: str) -> bool:
+        """Whether this store decodes results stored in format ``fmt``."""
+        return fmt in (self.format, DEFAULT_SERIALIZER.name)
+
+    def _check_readable(self, run: RunRow, path: str) -> None:
+        """Refuse a run holding a result of another serializer before decoding anything,
+        naming the first such task and the serializer that reads it."""
+        for t in run.tasks.values():
+            fmt = t.fmt or ""
+            if t.blob is None or self.readable(fmt):
+                continue
+            known = _KNOWN_SERIALIZERS.get(fmt)
+            fix = f"serializer={known}" if known else f"the serializer named {fmt!r}"
             fail(
                 path,
-                f"holds the result of task {task.name!r} of run {run.run_id} in the "
-                f"{task.fmt!r} format, but this store's serializer is {self.format!r}; "
-                f"open the database with {fix} to read it",
-                needs_format=task.fmt,
+                f"holds the result of task {t.name!r} of run {run.run_id} in the {fmt!r} "
+                f"format, but this store's serializer is {self.format!r}; open the database "
+                f"with {fix} to read it",
+                needs_format=fmt,
             )
+
+    def _decode(self, fmt: str | None, blob: bytes) -> Any:
+        if fmt == DEFAULT_SERIALIZER.name and self.format != fmt:
+            return DEFAULT_SERIALIZER.deserialize(blob)  # JSON: safe whatever this store writes
         return self.serializer.deserialize(blob)

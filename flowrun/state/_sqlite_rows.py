@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .records import PENDING
+from ._prune import PRUNED_FORMAT
+from .records import PENDING, PrunedRun
 
 __all__ = [
     "CacheRow",
@@ -22,7 +23,11 @@ __all__ = [
     "RunRow",
     "TaskRow",
     "delete_cache",
+    "delete_runs",
+    "drop_results",
+    "holding_results",
     "select_cache",
+    "select_history",
     "select_run",
     "select_run_ids",
     "write_cache",
@@ -32,14 +37,19 @@ __all__ = [
 Owner = tuple[int, str | None, str]
 """The process that creates a run: pid, start time, host (see ``_sqlite_recovery``)."""
 
-_RUN_COLUMNS = "id, run_id, dag_name, created_at, status, finished_at, targets, resumed_from"
+_RUN_COLUMNS = (
+    "id, run_id, dag_name, created_at, status, finished_at, targets, resumed_from, "
+    "scheduled_for, trigger"
+)
 _STATE = (
     "status, attempt, started_at, finished_at, error, traceback, result, result_format, queued_s, "
     "cached_from"
 )
+_SUMMARY_STATE = _STATE.replace(" result,", " result IS NOT NULL,", 1)  # no result read
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, dag_name, created_at, status, finished_at, targets, "
-    "resumed_from, owner_pid, owner_started, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "resumed_from, scheduled_for, trigger, owner_pid, owner_started, owner_host) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TASK = (
     f"INSERT INTO tasks ({_STATE}, run, position, name, deps, map_of, mapped) "
@@ -97,6 +107,8 @@ class RunRow:
     dirty_tasks: list[TaskRow] = field(default_factory=list)
     new_tasks: list[TaskRow] = field(default_factory=list)  # added to a written run
     expires: float | None = None
+    scheduled_for: float | None = None  # a schedule's run: its tick's due time
+    trigger: str = "manual"
 
 
 def write_runs(
@@ -124,7 +136,8 @@ def _insert(conn: sqlite3.Connection, run: RunRow, owner: Owner) -> int:
     (three times faster for a 10k-task run), tasks kept by ``resume`` the full one."""
     targets = None if run.targets is None else json.dumps(list(run.targets))
     row = (run.run_id, run.dag_name, run.created_at, run.status, run.finished_at, targets)
-    key = conn.execute(_INSERT_RUN, (*row, run.resumed_from, *owner)).lastrowid
+    origin = (run.resumed_from, run.scheduled_for, run.trigger)
+    key = conn.execute(_INSERT_RUN, (*row, *origin, *owner)).lastrowid
     assert key is not None
     fresh: list[tuple[Any, ...]] = []
     kept: list[tuple[Any, ...]] = []
@@ -162,19 +175,27 @@ def _state(t: TaskRow) -> tuple[Any, ...]:
     )
 
 
-def select_run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:
+def select_run(conn: sqlite3.Connection, run_id: str, results: bool = True) -> RunRow | None:
+    """The run ``run_id`` with its tasks; ``results=False``: a summary whose rows hold no
+    result (``blob`` None; ``fmt`` set only where a result is stored, or ``PRUNED_FORMAT``),
+    which must never be cached as the run."""
     row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         return None
-    key, run_id, dag_name, created_at, status, finished_at, targets, resumed_from = row
+    key, run_id, dag_name, created_at, status, finished_at, targets, resumed_from = row[:8]
+    scheduled_for, trigger = row[8:]  # NULL in rows written before schema version 6
     rows: Iterable[tuple[Any, ...]] = conn.execute(
-        f"SELECT position, name, {_STATE}, deps, map_of, mapped FROM tasks WHERE run = ? "
-        "ORDER BY position",
+        f"SELECT position, name, {_STATE if results else _SUMMARY_STATE}, deps, map_of, mapped "
+        "FROM tasks WHERE run = ? ORDER BY position",
         (key,),
     )
     tasks = {}
     for *state, deps, map_of, mapped in rows:
         task = TaskRow(*state)
+        if not results:
+            stored, task.blob = task.blob, None  # the blob column holds `result IS NOT NULL`
+            if not stored and task.fmt != PRUNED_FORMAT:
+                task.fmt = None
         if deps is not None:  # NULL: a row written before schema version 2
             task.deps = tuple(json.loads(deps))
         task.map_of, task.mapped = map_of, bool(mapped)
@@ -189,6 +210,8 @@ def select_run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:
         None if targets is None else tuple(json.loads(targets)),
         resumed_from,
         tasks,
+        scheduled_for=scheduled_for,
+        trigger=trigger or "manual",
     )
 
 
@@ -204,6 +227,44 @@ def select_run_ids(
     query = "SELECT run_id FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
     query += " ORDER BY created_at DESC, id DESC LIMIT ?"
     return [run_id for (run_id,) in conn.execute(query, (*params, limit)).fetchall()]
+
+
+# -- pruning --------------------------------------------------------------------------------
+
+
+def select_history(conn: sqlite3.Connection, dag: str | None) -> list[tuple[PrunedRun, int]]:
+    """Every run (of ``dag`` if given), newest first as ``list_runs`` orders them, with its
+    row id: what ``prune`` chooses from (run rows only: no task row is read)."""
+    query = "SELECT id, run_id, dag_name, created_at, status FROM runs"
+    params: tuple[Any, ...] = ()
+    if dag is not None:
+        query, params = query + " WHERE dag_name = ?", (dag,)
+    rows = conn.execute(query + " ORDER BY created_at DESC, id DESC", params).fetchall()
+    return [
+        (PrunedRun(run_id, name, created, status), key)
+        for key, run_id, name, created, status in rows
+    ]
+
+
+def holding_results(conn: sqlite3.Connection, keys: Iterable[int]) -> set[int]:
+    """Those of the runs ``keys`` that still hold a stored result (``typeof`` reads no blob)."""
+    query = "SELECT 1 FROM tasks WHERE run = ? AND typeof(result) != 'null' LIMIT 1"
+    return {key for key in keys if conn.execute(query, (key,)).fetchone() is not None}
+
+
+def delete_runs(conn: sqlite3.Connection, keys: list[int]) -> None:
+    """Delete the runs ``keys`` and their task rows (cache entries and ticks stay)."""
+    rows = [(key,) for key in keys]
+    conn.executemany("DELETE FROM tasks WHERE run = ?", rows)
+    conn.executemany("DELETE FROM runs WHERE id = ?", rows)
+
+
+def drop_results(conn: sqlite3.Connection, keys: list[int]) -> None:
+    """Drop the stored results of the runs ``keys``, marking each dropped one as pruned."""
+    conn.executemany(
+        "UPDATE tasks SET result = NULL, result_format = ? WHERE run = ? AND result IS NOT NULL",
+        [(PRUNED_FORMAT, key) for key in keys],
+    )
 
 
 # -- the cache ------------------------------------------------------------------------------

@@ -77,12 +77,27 @@ def _add_cache(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE tasks ADD COLUMN cached_from TEXT")
 
 
+def _add_schedules(conn: sqlite3.Connection) -> None:
+    """Version 6: schedules (``engine.serve``). ``ticks`` holds one row per (schedule, due
+    time): the primary key is what makes two servers on one file never run a tick twice. A
+    run row gains ``scheduled_for`` (its tick's due time) and ``trigger`` (``schedule`` or
+    ``manual``); NULL in older rows, read back as a manual run."""
+    conn.execute(
+        "CREATE TABLE ticks (schedule TEXT NOT NULL, due_at REAL NOT NULL, dag TEXT NOT NULL, "
+        "outcome TEXT NOT NULL, run_id TEXT, reason TEXT, recorded_at REAL NOT NULL, "
+        "PRIMARY KEY (schedule, due_at))"
+    )
+    conn.execute("ALTER TABLE runs ADD COLUMN scheduled_for REAL")
+    conn.execute("ALTER TABLE runs ADD COLUMN trigger TEXT")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _add_task_deps,
     3: _add_queued_s,
     4: _add_map_columns,
     5: _add_cache,
+    6: _add_schedules,
 }
 """Version N -> the step that upgrades a version N-1 database to N."""
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UnknownRunError
+from ._prune import choose, prune_rule
+from ._ticks import TickBook
 from .records import (
     FAILED,
     OMITTED,
@@ -17,15 +20,18 @@ from .records import (
     SKIPPED,
     SUCCESS,
     CacheEntry,
+    PrunedRun,
     RunRecord,
     TaskRecord,
+    TickRecord,
 )
 
 __all__ = ["InMemoryStateStore", "StateStore"]
 
 
 class InMemoryStateStore:
-    """Keeps every run in memory; ``load_run`` returns deep copies that callers may change.
+    """Keeps every run in memory; ``load_run`` returns deep copies that callers may change
+    (``results=False``: a summary without the results, which copies none of them).
 
     Cache entries are kept by key, their results deep-copied in and out (an object that
     cannot be copied is shared), so that changing a result changes no entry."""
@@ -33,6 +39,7 @@ class InMemoryStateStore:
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
         self._cache: dict[str, CacheEntry] = {}
+        self._ticks = TickBook()
 
     def create_run(self, run: RunRecord) -> None:
         if run.run_id in self._runs:
@@ -174,16 +181,22 @@ class InMemoryStateStore:
         run.status = status
         run.finished_at = finished_at
 
-    def load_run(self, run_id: str) -> RunRecord:
+    def load_run(self, run_id: str, *, results: bool = True) -> RunRecord:
         try:
             run = self._runs[run_id]
         except KeyError:
             raise UnknownRunError(run_id) from None
-        return _snapshot(run)
+        return _snapshot(run, results)
 
     def list_runs(
-        self, dag_name: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        dag_name: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        *,
+        results: bool = True,
     ) -> list[RunRecord]:
+        """Runs newest first; ``results=False`` gives summaries (see ``load_run``)."""
         if limit < 0:
             raise ValueError(f"'limit' must be >= 0 (got {limit})")
         found: list[RunRecord] = []
@@ -194,8 +207,43 @@ class InMemoryStateStore:
                 continue
             if status is not None and run.status != status:
                 continue
-            found.append(_snapshot(run))
+            found.append(_snapshot(run, results))
         return found
+
+    def prune(
+        self,
+        *,
+        keep_last: int | None = None,
+        older_than_s: float | None = None,
+        dag: str | None = None,
+        results_only: bool = False,
+        dry_run: bool = False,
+        now: float | None = None,
+    ) -> list[PrunedRun]:
+        """Delete the runs that are not among the ``keep_last`` newest of their DAG and/or
+        were created more than ``older_than_s`` seconds before ``now`` (default
+        ``time.time()``), of DAG ``dag`` only if given; never a RUNNING run. Returns them,
+        newest first. ``results_only``: drop their results instead (the runs and tasks stay,
+        each such task ``result_pruned``); ``dry_run``: change nothing. Cache entries stay."""
+        rule = prune_rule(keep_last, older_than_s, dag, results_only, dry_run, now, time.time)
+        history = (
+            (PrunedRun(r.run_id, r.dag_name, r.created_at, r.status), r)
+            for r in reversed(self._runs.values())
+        )
+        chosen = [
+            (pruned, run)
+            for pruned, run in choose(history, rule)
+            if not results_only or any(t.has_result for t in run.tasks.values())
+        ]
+        if not dry_run:
+            for pruned, run in chosen:
+                if not results_only:
+                    del self._runs[pruned.run_id]
+                    continue
+                for rec in run.tasks.values():
+                    if rec.has_result:
+                        rec.result, rec.has_result, rec.result_pruned = None, False, True
+        return [pruned for pruned, _ in chosen]
 
     def flush(self) -> None:
         return None
@@ -224,6 +272,19 @@ class InMemoryStateStore:
             del self._cache[key]
         return len(gone)
 
+    # -- schedule ticks ----------------------------------------------------------------------
+    def record_tick(self, tick: TickRecord) -> bool:
+        """Claim ``tick``: True if it is new, False if (schedule, due_at) is already kept."""
+        return self._ticks.record(tick)
+
+    def update_tick(self, tick: TickRecord) -> None:
+        """Replace the kept tick of (schedule, due_at) (a queued tick that started)."""
+        self._ticks.update(tick)
+
+    def list_ticks(self, schedule: str | None = None, limit: int | None = None) -> list[TickRecord]:
+        """The kept ticks, newest due time first (of one schedule, or all)."""
+        return self._ticks.list(schedule, limit)
+
 
 def _task_filter(tasks: Sequence[str] | None) -> frozenset[str] | None:
     if isinstance(tasks, str):
@@ -231,7 +292,7 @@ def _task_filter(tasks: Sequence[str] | None) -> frozenset[str] | None:
     return None if tasks is None else frozenset(tasks)
 
 
-def _snapshot(run: RunRecord) -> RunRecord:
+def _snapshot(run: RunRecord, results: bool = True) -> RunRecord:
     tasks = {}
     for name, rec in run.tasks.items():
         tasks[name] = TaskRecord(
@@ -241,13 +302,15 @@ def _snapshot(run: RunRecord) -> RunRecord:
             rec.finished_at,
             rec.error,
             rec.traceback,
-            _copy_result(rec.result),
+            _copy_result(rec.result) if results else None,
             rec.has_result,
             rec.deps,
             rec.queued_s,
             rec.map_of,
             rec.mapped,
             rec.cached_from,
+            rec.result_format,
+            rec.result_pruned,
         )
     return dataclasses.replace(run, tasks=tasks)
 

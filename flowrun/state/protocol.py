@@ -7,6 +7,12 @@ batch instead of one per row. The store is the single source of truth for report
 The store also keeps the results of cached tasks across runs (``@task(cache=True)``): entries
 looked up by key (``cache_get``), written (``cache_put``) and forgotten (``cache_clear``); a
 task served from the cache is recorded with ``mark_cached``.
+
+History management (``load_run``/``list_runs`` with ``results=False``, ``prune``, and
+SQLite's ``vacuum``) belongs to the built-in stores, not to this protocol: it is
+``runtime_checkable``, so a method added here would make ``isinstance(store,
+StateStoreProtocol)`` false for every custom store written before it, and the engine never
+needs them. The command line only opens built-in stores.
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ __all__ = [
     "SKIPPED",
     "SUCCESS",
     "CacheEntry",
+    "PrunedRun",
     "RunRecord",
     "TaskRecord",
+    "TickRecord",
 ]
 
 PENDING = "PENDING"
@@ -32,7 +34,12 @@ FINISHED_STATUSES = frozenset({SUCCESS, FAILED, SKIPPED, OMITTED})
 class TaskRecord:
     """State of one task in one run. ``has_result`` tells a kept ``None`` from no result;
     ``deps`` are the task's parents in the run's DAG (so a run can be drawn without its code;
-    ``()`` for a task with none, or one recorded before runs kept their edges)."""
+    ``()`` for a task with none, or one recorded before runs kept their edges).
+
+    A summary (``load_run(..., results=False)``, ``list_runs(..., results=False)`` of the
+    built-in stores) reads no result: ``result`` is None there, while ``has_result`` and
+    ``result_format`` (the serializer that stored it, so a reader can tell which it needs)
+    still describe the stored one. ``result_pruned`` marks a result that ``prune`` dropped."""
 
     status: str = PENDING
     attempt: int = 0
@@ -47,6 +54,8 @@ class TaskRecord:
     map_of: str | None = None  # an instance of a mapped task: that task's name
     mapped: bool = False  # a mapped task (its instances carry its name in ``map_of``)
     cached_from: str | None = None  # a result served from the cache: the run that computed it
+    result_format: str | None = None  # a persistent store: the serializer name of the result
+    result_pruned: bool = False  # its result was dropped by ``prune(results_only=True)``
 
 
 @dataclass(slots=True)
@@ -61,6 +70,8 @@ class RunRecord:
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     targets: tuple[str, ...] | None = None
     resumed_from: str | None = None
+    scheduled_for: float | None = None  # a scheduled run: its tick's due time (epoch seconds)
+    trigger: str = "manual"  # what started the run: "manual" (run_once...) or "schedule"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +95,35 @@ class CacheEntry:
     def expired(self, now: float) -> bool:
         """True once ``now`` (the engine clock's wall time) has reached ``expires_at``."""
         return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclass(frozen=True, slots=True)
+class PrunedRun:
+    """A run that ``store.prune(...)`` deleted (or, with ``dry_run=True``, would delete; with
+    ``results_only=True``, whose stored results it dropped): enough to tell the user which."""
+
+    run_id: str
+    dag_name: str
+    created_at: float
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class TickRecord:
+    """One due time of a schedule (``engine.schedule``), as ``serve`` recorded it.
+
+    A store keeps one per (``schedule``, ``due_at``): claiming it is how a restarted server
+    knows where it stopped and how two servers on one database never both run it.
+    ``outcome`` is ``"started"`` (``run_id`` is its run), ``"queued"`` (waiting for the
+    schedule's previous run, ``overlap="queue"``), ``"skipped"`` (``reason`` says why),
+    ``"missed"`` (not run after a downtime: one record stands for ``reason``'s count of ticks
+    up to ``due_at``) or ``"error"`` (the run could not start: ``reason``). ``recorded_at`` is
+    the engine clock's wall time of the last change."""
+
+    schedule: str
+    due_at: float
+    dag: str
+    outcome: str
+    run_id: str | None = None
+    reason: str | None = None
+    recorded_at: float = 0.0

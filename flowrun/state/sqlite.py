@@ -45,6 +45,7 @@ from typing import Any
 
 from .._clock import Clock, SystemClock
 from ..errors import UnknownRunError
+from ._prune import choose, prune_rule
 from ._sqlite_connection import Database
 from ._sqlite_errors import StateDatabaseError
 from ._sqlite_recovery import fail_dead_runs, this_process
@@ -54,13 +55,19 @@ from ._sqlite_rows import (
     RunRow,
     TaskRow,
     delete_cache,
+    delete_runs,
+    drop_results,
+    holding_results,
     select_cache,
+    select_history,
     select_run,
     select_run_ids,
     write_cache,
     write_runs,
 )
 from ._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from ._sqlite_ticks import insert_tick, select_ticks, update_tick
+from ._ticks import check_limit
 from .records import (
     FAILED,
     OMITTED,
@@ -69,8 +76,10 @@ from .records import (
     SKIPPED,
     SUCCESS,
     CacheEntry,
+    PrunedRun,
     RunRecord,
     TaskRecord,
+    TickRecord,
 )
 from .serializers import ResultSerializer
 
@@ -337,13 +346,24 @@ class SqliteStateStore:
             self._pending = {}
 
     # -- reads -----------------------------------------------------------------------------
-    def load_run(self, run_id: str) -> RunRecord:
+    def load_run(self, run_id: str, *, results: bool = True) -> RunRecord:
+        """A snapshot of the run, its results decoded anew; a result of another serializer
+        raises ``StateDatabaseError`` naming the tasks and the serializer to use.
+        ``results=False``: a summary that reads no result from the file (``result`` None,
+        ``has_result``/``result_format`` as stored), whatever serializer stored them."""
         with self._lock:
-            return self._results.record(self._find_or_raise(run_id), self.path)
+            return self._results.record(self._find_or_raise(run_id, results), self.path, results)
 
     def list_runs(
-        self, dag_name: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        dag_name: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        *,
+        results: bool = True,
     ) -> list[RunRecord]:
+        """Runs newest first; ``results=False`` gives summaries (see ``load_run``), which
+        neither read nor decode a result: the fast way to list a history of big results."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"'limit' must be >= 0 (got {limit})")
 
@@ -352,7 +372,7 @@ class SqliteStateStore:
             for run_id in select_run_ids(conn, dag_name, status, limit):
                 run = self._cached(run_id)
                 if run is None or (status is not None and run.status != status):
-                    run = select_run(conn, run_id)  # a stale cached copy must not be listed
+                    run = select_run(conn, run_id, results)  # never list a stale cached copy
                 if run is not None:
                     found.append(run)
             return found
@@ -362,21 +382,21 @@ class SqliteStateStore:
             runs = self._db.run(select, write=False)
             now = time.monotonic()
             for run in runs:
-                if run.run_id not in self._live and run.run_id not in self._cache:
-                    self._remember(run, now, read=True)
-            return [self._results.record(run, self.path) for run in runs]
+                if results and run.run_id not in self._live and run.run_id not in self._cache:
+                    self._remember(run, now, read=True)  # summaries are never cached
+            return [self._results.record(run, self.path, results) for run in runs]
 
-    def _find_or_raise(self, run_id: str) -> RunRow:
-        run = self._find(run_id)
+    def _find_or_raise(self, run_id: str, results: bool = True) -> RunRow:
+        run = self._find(run_id, results)
         if run is None:
             raise UnknownRunError(run_id)
         return run
 
-    def _find(self, run_id: str) -> RunRow | None:
+    def _find(self, run_id: str, results: bool = True) -> RunRow | None:
         run = self._cached(run_id)
         if run is None:
-            run = self._db.run(lambda conn: select_run(conn, run_id), write=False)
-            if run is not None:
+            run = self._db.run(lambda conn: select_run(conn, run_id, results), write=False)
+            if run is not None and results:  # a summary row must never stand for the run
                 self._remember(run, time.monotonic(), read=True)
         return run
 
@@ -436,6 +456,77 @@ class SqliteStateStore:
             self.flush()  # queued entries are written first, so they are cleared too
             removed: int = self._db.run(lambda conn: delete_cache(conn, dag, names), write=True)
             return removed
+
+    # -- schedule ticks ----------------------------------------------------------------------
+    def record_tick(self, tick: TickRecord) -> bool:
+        """Claim ``tick`` at once: True if this store wrote it, False if (schedule, due_at) is
+        already in the file (another server claimed it)."""
+        with self._lock:
+            claimed: bool = self._db.run(lambda conn: insert_tick(conn, tick), write=True)
+            return claimed
+
+    def update_tick(self, tick: TickRecord) -> None:
+        """Replace the tick of (schedule, due_at) at once (a queued tick that started)."""
+        with self._lock:
+            self._db.run(lambda conn: update_tick(conn, tick), write=True)
+
+    def list_ticks(self, schedule: str | None = None, limit: int | None = None) -> list[TickRecord]:
+        """The ticks in the file, newest due time first (of one schedule, or all)."""
+        check_limit(limit)
+        with self._lock:
+            ticks: list[TickRecord] = self._db.run(
+                lambda conn: select_ticks(conn, schedule, limit), write=False
+            )
+            return ticks
+
+    # -- history -------------------------------------------------------------------------
+    def prune(
+        self,
+        *,
+        keep_last: int | None = None,
+        older_than_s: float | None = None,
+        dag: str | None = None,
+        results_only: bool = False,
+        dry_run: bool = False,
+        now: float | None = None,
+    ) -> list[PrunedRun]:
+        """Delete the runs that are not among the ``keep_last`` newest of their DAG and/or
+        were created more than ``older_than_s`` seconds before ``now`` (default: the store's
+        ``clock``), of DAG ``dag`` only if given, with their task rows, in one transaction;
+        never a RUNNING run nor one this store is writing. Returns them, newest first.
+
+        ``results_only``: drop their stored results instead (runs and task rows stay; each
+        such task reads back ``result_pruned``), only runs still holding one are returned;
+        ``dry_run``: change nothing. Cache entries (``cached_from`` may name a pruned run)
+        and schedule ticks stay. The file keeps its size until ``vacuum()``."""
+        rule = prune_rule(keep_last, older_than_s, dag, results_only, dry_run, now, self.clock.time)
+
+        def work(conn: sqlite3.Connection) -> list[PrunedRun]:
+            history = select_history(conn, rule.dag)
+            chosen = [(r, k) for r, k in choose(history, rule) if r.run_id not in self._live]
+            if results_only:
+                holding = holding_results(conn, [key for _, key in chosen])
+                chosen = [(r, key) for r, key in chosen if key in holding]
+            keys = [key for _, key in chosen]
+            if keys and not dry_run:
+                (drop_results if results_only else delete_runs)(conn, keys)
+            return [r for r, _ in chosen]
+
+        with self._lock:
+            self.flush()  # this store's finished runs are in the file, and leave ``_live``
+            pruned: list[PrunedRun] = self._db.run(work, write=not dry_run)
+            if not dry_run:
+                for run in pruned:
+                    self._cache.pop(run.run_id, None)
+            return pruned
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows and results back to the file system (SQLite's
+        ``VACUUM``, then a WAL checkpoint that truncates the ``-wal`` file). It rewrites the
+        whole file, waiting (``busy_timeout_s``) for other processes' writes."""
+        with self._lock:
+            self.flush()
+            self._db.vacuum()
 
     # -- crash recovery ----------------------------------------------------------------------
     def recover(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""Test helpers, public API: virtual time, recorded hook events, task overrides, one-call runs.
+"""Test helpers, public API: virtual time, recorded hook events, task overrides, one-call runs
+and served schedules.
 
 Everything here works with any test runner; the pytest plugin (``pytest_flowrun``) is a thin
 layer over it. What virtual time does, exactly, is told in ``VirtualTimeLoop``'s module
@@ -11,7 +12,7 @@ from .._overrides import override_tasks
 from .._render import format_report, trim_traceback
 from ._contract import ExecutorContract
 from ._recording import RecordingHook
-from ._runs import resolve_target, run_dag
+from ._runs import resolve_target, run_dag, serve_for
 from ._virtual_time import (
     DEFAULT_EPOCH,
     RunningLoopClock,
@@ -37,6 +38,7 @@ __all__ = [
     "resolve_target",
     "run_dag",
     "run_virtual",
+    "serve_for",
     "trim_traceback",
     "virtual_loop_factory",
 ]

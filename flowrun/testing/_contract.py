@@ -277,3 +277,214 @@ class ExecutorContract:
             report = self.run(engine, "meet")
         assert report["status"] == "SUCCESS", format_report(report)
         assert report["tasks"]["left"]["result"] == "left"
+
+
+# -- state stores: history (summaries without results, prune) ---------------------------------
+
+DAY_S = 86400.0
+
+
+class StoreContract:
+    """What a state store with history management does (both built-in stores pass it): runs
+    read as summaries without their results, and ``prune``. A class-based pytest suite: a
+    subclass in a test module that provides a ``store`` fixture (a new, empty store per
+    test) runs it::
+
+        @pytest.fixture
+        def store(tmp_path):
+            with SqliteStateStore(tmp_path / "state.db") as store:
+                yield store
+
+        class TestMyStore(StoreContract):
+            pass
+
+    Runs are written through the store's own protocol methods, with wall times one day apart
+    from ``epoch``; ``prune`` gets ``now`` explicitly, so nothing depends on the real clock.
+    """
+
+    epoch: float = 1_700_000_000.0
+
+    # -- helpers -----------------------------------------------------------------------------
+    def add_run(
+        self,
+        store: Any,
+        run_id: str,
+        dag: str,
+        day: int,
+        status: str = "SUCCESS",
+        results: bool = True,
+    ) -> None:
+        """A run of ``dag`` created on ``day`` (days after ``epoch``): tasks ``a`` (result
+        ``{"run": run_id}``, kept if ``results``) and ``b``; ``status`` RUNNING leaves it
+        running (``a`` done, ``b`` running), FAILED fails ``b``."""
+        from ..state.records import RunRecord, TaskRecord
+
+        created = self.epoch + day * DAY_S
+        store.create_run(
+            RunRecord(run_id, dag, created, tasks={"a": TaskRecord(), "b": TaskRecord(deps=("a",))})
+        )
+        store.mark_running(run_id, "a", 1, created)
+        store.mark_success(run_id, "a", created, created + 1, {"run": run_id}, results)
+        store.mark_running(run_id, "b", 1, created + 1)
+        if status == "FAILED":
+            store.mark_failed(run_id, "b", created + 1, created + 2, "ValueError: bad", None)
+        elif status != "RUNNING":
+            store.mark_success(run_id, "b", created + 1, created + 2, 2, results)
+        if status != "RUNNING":
+            store.finish_run(run_id, status, created + 3)
+        store.flush()
+
+    def ids(self, store: Any, **filters: Any) -> list[str]:
+        return [r.run_id for r in store.list_runs(limit=1000, results=False, **filters)]
+
+    def history(self, store: Any) -> None:
+        """etl: e0..e4 on days 0..4; sync: s0, s1 on days 1 and 3, each created after the
+        etl run of its day (runs are created in time order, as an engine creates them)."""
+        for day in range(5):
+            self.add_run(store, f"e{day}", "etl", day)
+            if day in (1, 3):
+                self.add_run(store, f"s{day // 2}", "sync", day)
+
+    # -- summaries ---------------------------------------------------------------------------
+    def test_summaries_carry_no_result_but_say_one_is_stored(self, store: Any) -> None:
+        self.add_run(store, "r1", "etl", 0)
+        self.add_run(store, "r2", "etl", 1, results=False)
+        (r2, r1) = store.list_runs(results=False)
+        assert (r1.tasks["a"].result, r1.tasks["a"].has_result) == (None, True)
+        assert (r2.tasks["a"].result, r2.tasks["a"].has_result) == (None, False)
+        assert (r1.status, r1.tasks["b"].status) == ("SUCCESS", "SUCCESS")
+        assert r1.tasks["b"].deps == ("a",)
+        summary = store.load_run("r1", results=False)
+        assert (summary.tasks["a"].result, summary.tasks["a"].has_result) == (None, True)
+        full = store.load_run("r1")  # the default still reads the results
+        assert full.tasks["a"].result == {"run": "r1"}
+        assert store.list_runs()[1].tasks["a"].result == {"run": "r1"}
+
+    # -- prune -------------------------------------------------------------------------------
+    def test_prune_without_a_criterion_is_refused_and_deletes_nothing(self, store: Any) -> None:
+        import pytest
+
+        self.history(store)
+        with pytest.raises(ValueError, match="prune needs keep_last=N and/or older_than_s"):
+            store.prune()
+        with pytest.raises(ValueError, match="prune needs"):
+            store.prune(dag="etl", results_only=True)
+        assert len(self.ids(store)) == 7
+
+    def test_keep_last_counts_per_dag(self, store: Any) -> None:
+        self.history(store)
+        pruned = store.prune(keep_last=2)
+        assert [r.run_id for r in pruned] == ["e2", "e1", "e0"]  # newest first
+        assert (pruned[0].dag_name, pruned[0].status) == ("etl", "SUCCESS")
+        assert pruned[0].created_at == self.epoch + 2 * DAY_S
+        assert self.ids(store) == ["e4", "s1", "e3", "s0"]
+        assert store.prune(keep_last=2) == []  # nothing left to prune
+
+    def test_older_than_is_measured_from_now(self, store: Any) -> None:
+        self.history(store)
+        now = self.epoch + 4 * DAY_S
+        pruned = store.prune(older_than_s=2.5 * DAY_S, now=now)  # created before day 1.5
+        assert sorted(r.run_id for r in pruned) == ["e0", "e1", "s0"]
+        assert self.ids(store) == ["e4", "s1", "e3", "e2"]
+        # exactly older_than_s old is not older than it
+        assert store.prune(older_than_s=2 * DAY_S, now=now) == []
+
+    def test_both_criteria_must_agree_and_dag_narrows(self, store: Any) -> None:
+        self.history(store)
+        now = self.epoch + 4 * DAY_S
+        both = store.prune(keep_last=4, older_than_s=0.5 * DAY_S, now=now, dry_run=True)
+        assert [r.run_id for r in both] == ["e0"]  # s0 is old, but among sync's 4 newest
+        only_sync = store.prune(keep_last=1, dag="sync")
+        assert [r.run_id for r in only_sync] == ["s0"]
+        assert self.ids(store, dag_name="etl") == ["e4", "e3", "e2", "e1", "e0"]
+        assert store.prune(keep_last=0, dag="nope") == []
+
+    def test_a_running_run_is_never_pruned_and_counts_among_the_newest(self, store: Any) -> None:
+        self.add_run(store, "old", "etl", 0, status="RUNNING")
+        self.add_run(store, "failed", "etl", 1, status="FAILED")
+        self.add_run(store, "new", "etl", 2)
+        self.add_run(store, "live", "etl", 3, status="RUNNING")
+        pruned = store.prune(keep_last=2, older_than_s=0.0, now=self.epoch + 10 * DAY_S)
+        assert [r.run_id for r in pruned] == ["failed"]  # "live" and "new" are the newest 2
+        assert [r.status for r in pruned] == ["FAILED"]
+        assert self.ids(store) == ["live", "new", "old"]
+        assert [r.run_id for r in store.prune(keep_last=0)] == ["new"]  # RUNNING ones stay
+        assert self.ids(store) == ["live", "old"]
+        assert store.load_run("old").tasks["b"].status == "RUNNING"
+
+    def test_dry_run_lists_what_would_go_and_changes_nothing(self, store: Any) -> None:
+        self.history(store)
+        would = store.prune(keep_last=1, dry_run=True)
+        assert [r.run_id for r in would] == ["e3", "e2", "s0", "e1", "e0"]
+        assert len(self.ids(store)) == 7
+        assert store.load_run("e0").tasks["a"].result == {"run": "e0"}
+        assert store.prune(keep_last=1, results_only=True, dry_run=True) == would
+        assert store.load_run("e0").tasks["a"].has_result
+        assert store.prune(keep_last=1) == would
+
+    def test_a_pruned_run_is_gone(self, store: Any) -> None:
+        import pytest
+
+        from ..errors import UnknownRunError
+
+        self.history(store)
+        store.prune(keep_last=0, dag="sync")
+        with pytest.raises(UnknownRunError):
+            store.load_run("s0")
+        with pytest.raises(UnknownRunError):
+            store.load_run("s1", results=False)
+        assert self.ids(store, dag_name="sync") == []
+
+    def test_results_only_keeps_the_runs_and_their_task_states(self, store: Any) -> None:
+        self.add_run(store, "bare", "etl", 0, results=False)  # no result to drop
+        self.history(store)
+        dropped = store.prune(keep_last=3, dag="etl", results_only=True)
+        assert [r.run_id for r in dropped] == ["e1", "e0"]
+        assert len(self.ids(store)) == 8  # every run is still there
+        run = store.load_run("e0")
+        assert run.status == "SUCCESS"
+        for name in ("a", "b"):
+            task = run.tasks[name]
+            assert (task.status, task.attempt) == ("SUCCESS", 1)
+            assert (task.result, task.has_result, task.result_pruned) == (None, False, True)
+        summary = store.load_run("e0", results=False).tasks["a"]
+        assert (summary.has_result, summary.result_pruned) == (False, True)
+        bare = store.load_run("bare").tasks["a"]
+        assert (bare.has_result, bare.result_pruned) == (False, False)  # never had one
+        assert store.load_run("e2").tasks["a"].result == {"run": "e2"}  # kept: among the 3
+        assert store.prune(keep_last=3, dag="etl", results_only=True) == []  # nothing left
+        # results_only then a full prune: the run goes too
+        assert [r.run_id for r in store.prune(keep_last=3, dag="etl")] == ["e1", "e0", "bare"]
+
+    def test_cache_entries_of_a_pruned_run_stay(self, store: Any) -> None:
+        from ..state.records import CacheEntry
+
+        self.add_run(store, "r1", "etl", 0)
+        self.add_run(store, "r2", "etl", 1)
+        store.cache_put(CacheEntry("k", "etl", "a", "r1", self.epoch, None, {"rows": 3}))
+        store.flush()
+        assert [r.run_id for r in store.prune(keep_last=1)] == ["r1"]
+        entry = store.cache_get("k", self.epoch + 2 * DAY_S)
+        assert entry is not None
+        assert (entry.run_id, entry.result) == ("r1", {"rows": 3})
+
+    def test_prune_checks_its_arguments(self, store: Any) -> None:
+        import pytest
+
+        self.history(store)
+        bad: list[tuple[dict[str, Any], type[Exception], str]] = [
+            ({"keep_last": -1}, ValueError, "'keep_last' must be an int >= 0"),
+            ({"keep_last": True}, ValueError, "'keep_last' must be an int >= 0"),
+            ({"keep_last": "3"}, ValueError, "'keep_last' must be an int >= 0"),
+            ({"older_than_s": -1.0}, ValueError, "'older_than_s' must be a finite number"),
+            ({"older_than_s": float("nan")}, ValueError, "'older_than_s' must be a finite"),
+            ({"older_than_s": "30d"}, ValueError, "e.g. 30 \\* 86400 for 30 days"),
+            ({"keep_last": 1, "dag": 3}, TypeError, "'dag' must be a DAG name"),
+            ({"keep_last": 1, "results_only": "yes"}, TypeError, "'results_only' must be True"),
+            ({"keep_last": 1, "dry_run": 1}, TypeError, "'dry_run' must be True or False"),
+            ({"older_than_s": 1.0, "now": "today"}, ValueError, "'now' must be a wall time"),
+        ]
+        for kwargs, error, message in bad:
+            with pytest.raises(error, match=message):
+                store.prune(**kwargs)
+        assert len(self.ids(store)) == 7  # nothing was pruned by a refused call

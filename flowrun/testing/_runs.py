@@ -1,21 +1,26 @@
-"""``run_dag``: one DAG run to completion from synchronous code, on virtual time by default."""
+"""``run_dag``: one DAG run to completion from synchronous code, on virtual time by default;
+``serve_for``: an engine's schedules served for a while, the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock
 from .._context import RunContext
 from .._engine import DagScope, Engine
-from .._overrides import override_tasks
+from .._hooks import HookDispatcher, RunHook
+from .._overrides import hide_usage_error, override_tasks
 from ._virtual_time import (
     RunningLoopClock,
     VirtualClock,
     run_virtual,
 )
+
+if TYPE_CHECKING:
+    from .._serve import TickEvent
 
 
 def resolve_target(target: Engine | DagScope, dag: str | None = None) -> tuple[Engine, str]:
@@ -57,6 +62,27 @@ def engine_clock(engine: Engine, clock: Clock) -> Iterator[None]:
         engine.clock = previous
 
 
+@contextlib.contextmanager
+def engine_hooks(engine: Engine, hooks: Sequence[RunHook]) -> Iterator[None]:
+    """Add ``hooks`` to ``engine``'s for the duration of the block (a hook it already has is
+    not added twice); on exit, even on error, the engine has exactly its own hooks again.
+
+    This is how a test's ``RecordingHook`` records the runs of a module-level engine without
+    staying attached to it: a run started in the block reports to the hooks, any later one
+    does not."""
+    extra = [hook for hook in hooks if hook not in engine.hooks]
+    if not extra:
+        yield
+        return
+    previous = engine.hooks, engine._hooks
+    engine.hooks = (*previous[0], *extra)
+    engine._hooks = HookDispatcher(engine.hooks, engine.logger)
+    try:
+        yield
+    finally:
+        engine.hooks, engine._hooks = previous
+
+
 def run_dag(
     target: Engine | DagScope,
     dag: str | None = None,
@@ -65,6 +91,7 @@ def run_dag(
     targets: Iterable[str] | None = None,
     overrides: Mapping[str, Callable[..., Any]] | None = None,
     clock: Clock | None = None,
+    hooks: Sequence[RunHook] = (),
 ) -> dict[str, Any]:
     """Run one DAG to completion from synchronous code and return its report.
 
@@ -74,7 +101,11 @@ def run_dag(
     With a ``VirtualClock`` (the default: the engine's own if it has one, else a new one) the
     run happens on a ``VirtualTimeLoop`` and the engine uses that clock for the run; with any
     other clock (e.g. ``SystemClock()``) it runs on a regular event loop in real time.
+    ``hooks`` receive this run's events besides the engine's own hooks, and are detached when
+    it ends (``engine_hooks``). A mistake in the arguments (an unknown DAG or task, a stub the
+    task cannot call) raises before anything runs; under pytest it shows at the caller's line.
     """
+    __tracebackhide__ = hide_usage_error
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -104,8 +135,45 @@ def run_dag(
         if overrides:
             stack.enter_context(override_tasks(engine, dag_name, **overrides))
         stack.enter_context(engine_clock(engine, clock))
+        stack.enter_context(engine_hooks(engine, hooks))
         if isinstance(clock, VirtualClock):
             run_id = run_virtual(run(), clock=clock)
         else:
             run_id = asyncio.run(run())
     return engine.get_run_report(run_id)
+
+
+def serve_for(
+    target: Engine | DagScope,
+    seconds: float,
+    *,
+    clock: Clock | None = None,
+    hooks: Sequence[RunHook] = (),
+) -> list[TickEvent]:
+    """Serve the schedules of ``target``'s engine for ``seconds`` of the clock (``until =
+    now + seconds``: ticks due up to that instant run, later ones not) and return a
+    ``TickEvent`` per tick, in the order they were decided. On a ``VirtualClock`` (a new
+    one by default, or the engine's own) a day of 15-minute ticks takes milliseconds;
+    ``hooks`` are added to the engine for the call only, as with ``run_dag``."""
+    engine = target.engine if isinstance(target, DagScope) else target
+    if not isinstance(engine, Engine):
+        raise TypeError(
+            f"expected an Engine or a DagScope (engine.dag(...)), got {type(target).__name__}"
+        )
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError(f"seconds must be a number >= 0 (got {seconds!r})")
+    if isinstance(clock, RunningLoopClock):
+        clock = clock.current()
+    if clock is None:
+        clock = engine.clock if isinstance(engine.clock, VirtualClock) else VirtualClock()
+    events: list[TickEvent] = []
+
+    async def serve() -> None:
+        await engine.serve(until=clock.time() + seconds, on_tick=events.append)
+
+    with engine_clock(engine, clock), engine_hooks(engine, hooks):
+        if isinstance(clock, VirtualClock):
+            run_virtual(serve(), clock=clock)
+        else:
+            asyncio.run(serve())
+    return events
