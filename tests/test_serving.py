@@ -549,6 +549,9 @@ def test_flowrun_serve_and_schedules(tmp_path: Path) -> None:
     assert row["next_due"] > row["last_due"]
     runs = json.loads(_flowrun(tmp_path, "runs", "--json").stdout)
     assert [r["trigger"] for r in runs] == ["schedule", "schedule"]
+    header, *rows = _flowrun(tmp_path, "runs").stdout.splitlines()
+    assert header.split()[-1] == "TRIGGER"
+    assert all(row.split()[-3] == "schedule" for row in rows)
     (tmp_path / "none.py").write_text(
         "from flowrun import build_default_engine\nengine = build_default_engine()\n"
         "engine.task('a', dag='d')(lambda: 1)\n",

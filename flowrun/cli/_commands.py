@@ -186,18 +186,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if not args.dag:
             print(f"no runs in {db_path(args)!r}", file=sys.stderr)
         return 0
-    rows = [["RUN ID", "DAG", "STATUS", "STARTED", "TOOK", "TASKS"]]
+    scheduled = any(r["trigger"] != "manual" for r in reports)  # the column only then
+    rows = [["RUN ID", "DAG", "STATUS", "STARTED", "TOOK", "TASKS"] + (["TRIGGER"] * scheduled)]
     for r in reports:
-        rows.append(
-            [
-                r["run_id"],
-                r["dag_name"],
-                r["status"],
-                when(r["created_at"]),
-                took(r),
-                task_summary(r),
-            ]
-        )
+        row = [r["run_id"], r["dag_name"], r["status"], when(r["created_at"]), took(r)]
+        row.append(task_summary(r))
+        if scheduled:
+            due = r["scheduled_for"]
+            row.append(r["trigger"] if due is None else f"{r['trigger']} {when(due)}")
+        rows.append(row)
     print(table(rows))
     return 0
 
