@@ -42,6 +42,7 @@ from .errors import (
     TaskDefinitionError,
     TaskTimeoutError,
     UnknownDagError,
+    UnknownOptionError,
     UnknownRunError,
     UnknownTaskError,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "TaskTimeoutError",
     "TickEvent",
     "UnknownDagError",
+    "UnknownOptionError",
     "UnknownRunError",
     "UnknownTaskError",
     "UpstreamState",

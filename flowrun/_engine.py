@@ -39,7 +39,7 @@ from .state.protocol import StateStoreProtocol
 from .state.records import FINISHED_STATUSES, RUNNING
 
 if TYPE_CHECKING:  # loaded by schedule() and serve(): import flowrun stays light
-    from ._schedules import Schedule
+    from ._schedules import Schedule, ScheduleOptions
     from ._serve import TickCallback
 
 __all__ = ["DagScope", "Engine", "SchedulerConfig", "build_default_engine"]
@@ -558,30 +558,9 @@ class DagScope:
     def validate(self) -> None:
         self.engine.validate(self.name)
 
-    def schedule(
-        self,
-        *,
-        cron: str | None = None,
-        every: float | None = None,
-        tz: str = "UTC",
-        catchup: str = "latest",
-        max_catchup: int = 10,
-        overlap: str = "skip",
-        origin: float = 0.0,
-        name: str | None = None,
-    ) -> Schedule:
-        """``engine.schedule(name_of_this_dag, ...)``."""
-        return self.engine.schedule(
-            self.name,
-            cron=cron,
-            every=every,
-            tz=tz,
-            catchup=catchup,
-            max_catchup=max_catchup,
-            overlap=overlap,
-            origin=origin,
-            name=name,
-        )
+    def schedule(self, **options: Unpack[ScheduleOptions]) -> Schedule:
+        """``engine.schedule(name_of_this_dag, **options)``."""
+        return self.engine.schedule(self.name, **options)
 
     def display(self, format: str = "text") -> str:
         return self.engine.display_dag(self.name, format)

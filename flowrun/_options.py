@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, TypedDict, cast
 
-from .errors import TaskDefinitionError, suggest
+from .errors import TaskDefinitionError, UnknownOptionError, suggest
 
 __all__ = [
     "ALL_SUCCESS",
@@ -303,14 +303,14 @@ def _short(value: object, limit: int = 60) -> str:
 def check_option_names(
     given: Mapping[str, object], where: str, *, dag: str | None = None, task: str | None = None
 ) -> None:
-    """A keyword that is no task option raises ``TaskDefinitionError`` naming the task and the
+    """A keyword that is no task option raises ``UnknownOptionError`` naming the task and the
     closest option (``dag``/``task`` fill the error's fields; ``where`` ends the message)."""
     for key, value in given.items():
         if key in OPTION_NAMES:
             continue
         closest = closest_option(key)
         hint = f" Did you mean {closest!r}?" if closest else ""
-        raise TaskDefinitionError(
+        raise UnknownOptionError(
             f"unknown task option {key!r} ({key}={_short(value)}) for {where}.{hint} Task options: "
             f"{', '.join(sorted(OPTION_NAMES))}",
             dag=dag,

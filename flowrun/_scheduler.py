@@ -214,7 +214,6 @@ class Run:
                 targets=dag.targets,
                 resumed_from=self.resumed_from,
                 scheduled_for=self.scheduled_for,
-                trigger="manual" if self.scheduled_for is None else "schedule",
             )
         )
         self.store.flush()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from ._cron import CronError, CronSchedule, IntervalTicks
@@ -24,6 +25,7 @@ __all__ = [
     "DuePlan",
     "Schedule",
     "ScheduleError",
+    "ScheduleOptions",
     "plan_due",
 ]
 
@@ -36,6 +38,20 @@ OVERLAP_POLICIES = ("skip", "queue", "allow")
 after that run, or run it alongside."""
 
 DEFAULT_MAX_CATCHUP = 10  # Engine.schedule spells it out: its module loads this one lazily
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """The options of ``Engine.schedule`` (so ``DagScope.schedule`` is typed without
+    repeating them)."""
+
+    cron: str | None
+    every: float | None
+    tz: str
+    catchup: str
+    max_catchup: int
+    overlap: str
+    origin: float
+    name: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +78,7 @@ class Schedule:
     def spec(self) -> str:
         """The when, as the user wrote it: ``cron '0 6 * * *' (Europe/Berlin)`` or
         ``every 900s``."""
-        if self.cron is not None:
-            zone = f" ({self.tz})" if self.tz != "UTC" else ""
-            return f"cron {self.cron!r}{zone}"
-        return f"every {self.every:g}s"
+        return _spec(self.cron, self.every, self.tz)
 
     def next_after(self, after: float) -> float:
         """The first tick strictly after epoch second ``after``."""
@@ -77,6 +90,12 @@ class Schedule:
         """``when`` as an ISO time in the schedule's zone, for messages and listings."""
         zone = self._zone if self._zone is not None else UTC
         return datetime.fromtimestamp(when, zone).isoformat(timespec="seconds")
+
+
+def _spec(cron: str | None, every: float | None, tz: str) -> str:
+    if cron is not None:
+        return f"cron {cron!r}" + (f" ({tz})" if tz != "UTC" else "")
+    return f"every {every:g}s"
 
 
 def make_schedule(
@@ -146,8 +165,8 @@ def make_schedule(
         raise bad("max_catchup", max_catchup, f"max_catchup must be >= 1 (got {max_catchup!r})")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise bad("name", name, f"name must be a non-empty string (got {name!r})")
-    schedule = Schedule(
-        name="",
+    return Schedule(
+        name=name if name is not None else f"{dag} {_spec(cron, every, tz)}",
         dag=dag,
         cron=cron,
         every=None if every is None else float(every),
@@ -159,9 +178,6 @@ def make_schedule(
         _ticks=ticks,
         _zone=zone,
     )
-    default = f"{dag} {schedule.spec}"
-    object.__setattr__(schedule, "name", name if name is not None else default)
-    return schedule
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._schedules import DuePlan, Schedule, ScheduleError, plan_due
-from .errors import describe
+from .errors import UnknownRunError, describe
 from .state.records import TickRecord
 
 if TYPE_CHECKING:
@@ -62,12 +62,6 @@ class TickEvent:
 TickCallback = Callable[[TickEvent], None]
 
 
-@dataclass(slots=True)
-class _Active:
-    run_id: str
-    due_at: float
-
-
 class _Server:
     def __init__(
         self,
@@ -92,8 +86,7 @@ class _Server:
         self.on_tick = on_tick
         self.stopping = asyncio.Event()
         self.started = 0
-        self.runs: dict[asyncio.Task[Any], tuple[Schedule, _Active]] = {}
-        self.active: dict[str, list[_Active]] = {s.name: [] for s in schedules}
+        self.runs: dict[asyncio.Task[Any], TickRecord] = {}  # in flight, by their task
         self.queued: dict[str, deque[TickRecord]] = {s.name: deque() for s in schedules}
         self.idle = asyncio.Event()  # no run in flight
         self.idle.set()
@@ -243,7 +236,7 @@ class _Server:
         overlap = schedule.overlap
         if in_order and overlap == "skip":
             overlap = "queue"
-        active, queued = self.active[schedule.name], self.queued[schedule.name]
+        active, queued = self._running(schedule), self.queued[schedule.name]
         busy = bool(active or queued)
         now = self.clock.time()
         if busy and overlap == "skip":
@@ -274,10 +267,8 @@ class _Server:
 
     def _start(self, schedule: Schedule, tick: TickRecord) -> None:
         assert tick.run_id is not None
-        entry = _Active(tick.run_id, tick.due_at)
-        self.active[schedule.name].append(entry)
         task = asyncio.create_task(self._run(schedule, tick), name=f"run {tick.run_id}")
-        self.runs[task] = (schedule, entry)
+        self.runs[task] = tick
         self.idle.clear()
         self.started += 1
         if self.max_runs is not None and self.started >= self.max_runs:
@@ -308,21 +299,24 @@ class _Server:
         finally:
             self._finished(schedule)
 
+    def _running(self, schedule: Schedule) -> list[TickRecord]:
+        """The schedule's runs in flight, oldest first (a handful: no index is kept)."""
+        return [tick for tick in self.runs.values() if tick.schedule == schedule.name]
+
     def _tell_finished(self, schedule: Schedule, tick: TickRecord) -> None:
         assert tick.run_id is not None
         try:
             report = self.engine.get_run_report(tick.run_id)
-        except Exception:  # cancelled before the run was created
+        except UnknownRunError:  # cancelled before the run was created
             report = None
         self._tell(schedule, tick, report)
 
     def _finished(self, schedule: Schedule) -> None:
         task = asyncio.current_task()
         if task is not None:
-            _, entry = self.runs.pop(task)
-            self.active[schedule.name].remove(entry)
+            del self.runs[task]
         queued = self.queued[schedule.name]
-        if queued and not self.active[schedule.name] and not self.stopping.is_set():
+        if queued and not self._running(schedule) and not self.stopping.is_set():
             waiting = queued.popleft()
             started = replace(
                 waiting, outcome="started", run_id=uuid.uuid4().hex, recorded_at=self.clock.time()

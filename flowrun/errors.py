@@ -24,6 +24,7 @@ __all__ = [
     "TaskDefinitionError",
     "TaskTimeoutError",
     "UnknownDagError",
+    "UnknownOptionError",
     "UnknownRunError",
     "UnknownTaskError",
 ]
@@ -79,6 +80,12 @@ class TaskDefinitionError(DagValidationError):
         self.option = option
         self.got = got
         super().__init__(message)
+
+
+class UnknownOptionError(TaskDefinitionError, TypeError):
+    """A keyword that is no task option (``retry=3`` for ``retries=3``): a
+    ``TaskDefinitionError`` with ``option`` and ``got`` set, and still the ``TypeError`` an
+    unexpected keyword argument has always raised, so ``except TypeError`` keeps catching it."""
 
 
 class CycleError(DagValidationError):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from flowrun.testing import VirtualClock
 
 WALL_START = 1_000_000.0
@@ -40,3 +45,21 @@ RUN_KEYS = frozenset(
     | {"trigger", "scheduled_for"}  # ...and what started the run: "manual" or "schedule"
 )
 """The keys of a run report."""
+
+
+def flowrun(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m flowrun ARGS`` in ``cwd``, without the caller's ``FLOWRUN_*`` settings
+    (plus ``env``), its output captured as text."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "flowrun", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import flowrun
 
 from flowrun import SqliteStateStore
 from flowrun.state.records import CacheEntry
@@ -126,22 +127,6 @@ PERIODS = textwrap.dedent(
         return f"{period.year}-{period.month:02d}"
     """
 )
-
-
-def flowrun(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "flowrun", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def as_json(proc: subprocess.CompletedProcess[str]) -> Any:

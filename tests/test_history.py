@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import flowrun
 
 from flowrun import (
     InMemoryStateStore,
@@ -52,19 +50,6 @@ PIPELINE = textwrap.dedent(
         return day.isoformat()
     """
 )
-
-
-def flowrun(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
-    return subprocess.run(
-        [sys.executable, "-m", "flowrun", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import argparse
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WALL_START
+from support import WALL_START, flowrun
 
 from flowrun import Engine, InMemoryStateStore, SqliteStateStore, build_default_engine
 from flowrun._report import build_report
@@ -238,19 +236,6 @@ PIPELINE = textwrap.dedent(
     engine.task("tick", dag="sync")(lambda: 1)
     """
 )
-
-
-def flowrun(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
-    return subprocess.run(
-        [sys.executable, "-m", "flowrun", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -383,6 +383,7 @@ def test_task_template_unknown_option_is_rejected(engine: Engine) -> None:
     ) as caught:
         engine.task_template(f, dag="etl", retrys=2)  # type: ignore[call-arg]
     assert (caught.value.dag, caught.value.option, caught.value.got) == ("etl", "retrys", 2)
+    assert isinstance(caught.value, TypeError)  # what an unexpected keyword always raised
 
 
 def test_template_function_bound_twice_is_an_ambiguous_dep(engine: Engine) -> None:
@@ -686,6 +687,8 @@ def test_a_misspelt_option_is_refused_with_the_closest_name(engine: Engine) -> N
         r"Did you mean 'retries'\?"
     )
     with pytest.raises(TaskDefinitionError, match=message):
+        engine.task("load", dag="etl", retires=3)(lambda: 1)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=message):  # and `except TypeError` still catches it
         engine.task("load", dag="etl", retires=3)(lambda: 1)  # type: ignore[call-overload]
     with pytest.raises(TaskDefinitionError, match=message):
         engine.dag("etl").task("load", retires=3)(lambda: 1)  # type: ignore[call-overload]

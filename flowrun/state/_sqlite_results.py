@@ -105,7 +105,6 @@ class ResultCodec:
             run.resumed_from,
             tasks,
             scheduled_for=run.scheduled_for,
-            trigger=run.trigger,
         )
 
     def task_row(self, run_id: str, position: int, name: str, rec: TaskRecord) -> TaskRow:
@@ -169,7 +168,6 @@ class ResultCodec:
             run.targets,
             run.resumed_from,
             scheduled_for=run.scheduled_for,
-            trigger=run.trigger,
         )
 
     def readable(self, fmt: str) -> bool:

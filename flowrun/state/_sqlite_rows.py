@@ -38,8 +38,7 @@ Owner = tuple[int, str | None, str]
 """The process that creates a run: pid, start time, host (see ``_sqlite_recovery``)."""
 
 _RUN_COLUMNS = (
-    "id, run_id, dag_name, created_at, status, finished_at, targets, resumed_from, "
-    "scheduled_for, trigger"
+    "id, run_id, dag_name, created_at, status, finished_at, targets, resumed_from, scheduled_for"
 )
 _STATE = (
     "status, attempt, started_at, finished_at, error, traceback, result, result_format, queued_s, "
@@ -48,8 +47,8 @@ _STATE = (
 _SUMMARY_STATE = _STATE.replace(" result,", " result IS NOT NULL,", 1)  # no result read
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, dag_name, created_at, status, finished_at, targets, "
-    "resumed_from, scheduled_for, trigger, owner_pid, owner_started, owner_host) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "resumed_from, scheduled_for, owner_pid, owner_started, owner_host) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TASK = (
     f"INSERT INTO tasks ({_STATE}, run, position, name, deps, map_of, mapped) "
@@ -108,7 +107,6 @@ class RunRow:
     new_tasks: list[TaskRow] = field(default_factory=list)  # added to a written run
     expires: float | None = None
     scheduled_for: float | None = None  # a schedule's run: its tick's due time
-    trigger: str = "manual"
 
 
 def write_runs(
@@ -136,7 +134,7 @@ def _insert(conn: sqlite3.Connection, run: RunRow, owner: Owner) -> int:
     (three times faster for a 10k-task run), tasks kept by ``resume`` the full one."""
     targets = None if run.targets is None else json.dumps(list(run.targets))
     row = (run.run_id, run.dag_name, run.created_at, run.status, run.finished_at, targets)
-    origin = (run.resumed_from, run.scheduled_for, run.trigger)
+    origin = (run.resumed_from, run.scheduled_for)
     key = conn.execute(_INSERT_RUN, (*row, *origin, *owner)).lastrowid
     assert key is not None
     fresh: list[tuple[Any, ...]] = []
@@ -183,7 +181,7 @@ def select_run(conn: sqlite3.Connection, run_id: str, results: bool = True) -> R
     if row is None:
         return None
     key, run_id, dag_name, created_at, status, finished_at, targets, resumed_from = row[:8]
-    scheduled_for, trigger = row[8:]  # NULL in rows written before schema version 6
+    scheduled_for = row[8]  # NULL in rows written before schema version 6
     rows: Iterable[tuple[Any, ...]] = conn.execute(
         f"SELECT position, name, {_STATE if results else _SUMMARY_STATE}, deps, map_of, mapped "
         "FROM tasks WHERE run = ? ORDER BY position",
@@ -211,7 +209,6 @@ def select_run(conn: sqlite3.Connection, run_id: str, results: bool = True) -> R
         resumed_from,
         tasks,
         scheduled_for=scheduled_for,
-        trigger=trigger or "manual",
     )
 
 

@@ -80,15 +80,14 @@ def _add_cache(conn: sqlite3.Connection) -> None:
 def _add_schedules(conn: sqlite3.Connection) -> None:
     """Version 6: schedules (``engine.serve``). ``ticks`` holds one row per (schedule, due
     time): the primary key is what makes two servers on one file never run a tick twice. A
-    run row gains ``scheduled_for`` (its tick's due time) and ``trigger`` (``schedule`` or
-    ``manual``); NULL in older rows, read back as a manual run."""
+    run row gains ``scheduled_for``, its tick's due time; NULL (a manual run) in older rows and
+    in runs started otherwise."""
     conn.execute(
         "CREATE TABLE ticks (schedule TEXT NOT NULL, due_at REAL NOT NULL, dag TEXT NOT NULL, "
         "outcome TEXT NOT NULL, run_id TEXT, reason TEXT, recorded_at REAL NOT NULL, "
         "PRIMARY KEY (schedule, due_at))"
     )
     conn.execute("ALTER TABLE runs ADD COLUMN scheduled_for REAL")
-    conn.execute("ALTER TABLE runs ADD COLUMN trigger TEXT")
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {

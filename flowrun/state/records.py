@@ -71,7 +71,11 @@ class RunRecord:
     targets: tuple[str, ...] | None = None
     resumed_from: str | None = None
     scheduled_for: float | None = None  # a scheduled run: its tick's due time (epoch seconds)
-    trigger: str = "manual"  # what started the run: "manual" (run_once...) or "schedule"
+
+    @property
+    def trigger(self) -> str:
+        """What started the run: ``"schedule"`` (it has a tick) or ``"manual"``."""
+        return "manual" if self.scheduled_for is None else "schedule"
 
 
 @dataclass(frozen=True, slots=True)
