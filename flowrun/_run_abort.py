@@ -50,6 +50,7 @@ async def abort(run: Run, exc: BaseException, started: float) -> None:
     run.limiter.give_back(run)
     run.events = []
     run.logger.warning("run %s of DAG %r: %s", run.run_id, run.dag_name, what)
+    run.aborting = True  # its end is written at once, the loop may be going away
     try:
         await run.finish(FAILED, started)
     except BaseException:  # already propagating one exception; a hook must not mask it

@@ -40,11 +40,19 @@ def served_from_cache(run: Run, name: str) -> bool:
     run.store.mark_cached(run.run_id, name, now, entry.result, spec.retain_result, entry.run_id)
     run.status[name] = SUCCESS
     run.cache_hits.add(name)
-    if run.want_success:
-        run.events.append(TaskSuccessEvent(run.run_id, run.dag_name, name, 0, 0.0, entry.result))
-    if run.log_info:
-        run.logger.info("task %r served from the cache (computed by run %s)", name, entry.run_id)
-    run.after_success(name, entry.result)
+
+    def effect() -> None:
+        if run.want_success:
+            run.events.append(
+                TaskSuccessEvent(run.run_id, run.dag_name, name, 0, 0.0, entry.result)
+            )
+        if run.log_info:
+            run.logger.info(
+                "task %r served from the cache (computed by run %s)", name, entry.run_id
+            )
+        run.after_success(name, entry.result)
+
+    run.after_durable(name, effect, lambda error: run.fail_outright(name, describe(error)))
     return True
 
 

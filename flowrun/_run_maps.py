@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
-from ._hooks import TaskFailureEvent, TaskMapEvent, TaskSuccessEvent
+from ._hooks import TaskMapEvent, TaskSuccessEvent
 from ._mapping import MapInputError, instance_name, map_items
 from ._resume import UNKNOWN
 from ._run_outcomes import propagate, record_not_run
 from .errors import describe
-from .state.records import FAILED, OMITTED, PENDING, RUNNING, SUCCESS, TaskRecord
+from .state.records import OMITTED, PENDING, RUNNING, SUCCESS, TaskRecord
 
 if TYPE_CHECKING:
     from ._scheduler import Run
@@ -120,22 +120,18 @@ def map_final(run: Run, name: str) -> None:
     keep = spec.retain_result and not instances  # instances keep their own results
     run.store.mark_success(run.run_id, name, now, now, succeeded, keep)
     status[name] = SUCCESS
-    if run.want_success:
-        run.events.append(TaskSuccessEvent(run.run_id, run.dag_name, name, 0, 0.0, succeeded))
-    run.children_may_start(name, succeeded)  # which also releases its parents' results
+
+    def effect() -> None:
+        if run.want_success:
+            run.events.append(TaskSuccessEvent(run.run_id, run.dag_name, name, 0, 0.0, succeeded))
+        run.children_may_start(name, succeeded)  # which also releases its parents' results
+
+    run.after_durable(name, effect, lambda error: run.fail_outright(name, describe(error)))
 
 
 def _fail(run: Run, name: str, text: str) -> None:
     """The mapped task ``name`` failed for good (its input, or one of its instances)."""
-    now = run.clock.time()
-    run.store.mark_failed(run.run_id, name, now, now, text, None)
-    run.status[name] = FAILED
-    run.errors[name] = text
-    run.logger.warning("task %r failed: %s", name, text)
-    if run.hooks.wants(TaskFailureEvent):
-        run.events.append(TaskFailureEvent(run.run_id, run.dag_name, name, 0, 1, 0.0, text, True))
-    run.consumed(name)
-    propagate(run, name)
+    run.fail_outright(name, text)
 
 
 def _same_item(old: object, new: object) -> bool:

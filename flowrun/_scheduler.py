@@ -10,7 +10,9 @@ by one ``flush()``; hooks see the batch's events in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import functools
 import inspect
 import logging
 import random
@@ -29,6 +31,7 @@ from ._hooks import (
     DagStartEvent,
     HookDispatcher,
     HookEvent,
+    TaskFailureEvent,
     TaskOmitEvent,
     TaskStartEvent,
     TaskSuccessEvent,
@@ -53,6 +56,12 @@ from .state.records import (
 )
 
 __all__ = ["Run"]
+
+Deferred = tuple[str, Callable[[], None], Callable[[Exception], None]]
+"""A success waiting for its commit: the task, what it does then, what if it cannot be kept."""
+Held = HookEvent | Deferred  # what waits for a commit, in the order it happened
+Durable = Callable[[BaseException | None, "EncodingFailures"], None]
+EncodingFailures = list[tuple[str, str, Exception]]
 
 
 class Run:
@@ -87,6 +96,16 @@ class Run:
         self.context = context if context is not None else RunContext(None)
         self.store = store
         self.mark_running = _mark_running_of(store)
+        # A store that commits on its own thread (SQLite): the loop never waits for it; a
+        # success takes effect (events, children, cache) once its commit is durable.
+        self.flush_later: Callable[[Durable], bool] | None = getattr(store, "flush_later", None)
+        self.unconfirmed: list[Held] = []  # reported since the last flush_later
+        self.confirmed: list[Held] = []  # durable now: to take effect
+        self.committed_events: list[HookEvent] = []  # durable now: for the hooks
+        self.encoding_failures: dict[str, Exception] = {}  # results the store could not keep
+        self.commits = 0  # group commits asked for and not over yet
+        self.store_error: BaseException | None = None
+        self.aborting = False
         self.clock = clock
         self.limiter = limiter
         self._attempt_done = self.attempt_done  # bound once, not per attempt
@@ -100,6 +119,7 @@ class Run:
         # Jitter comes from the clock when it offers random() (virtual clocks: reproducible).
         self.random: Callable[[], float] = getattr(clock, "random", None) or rng.random
         self.loop = asyncio.get_running_loop()
+        self.virtual = hasattr(self.loop, "executor_jobs")
         self.kept: Mapping[str, TaskRecord] = {} if resume is None else resume.kept
         self.resumed_from = None if resume is None else resume.resumed_from
         self.kept_instances = {} if resume is None else resume.kept_instances
@@ -216,7 +236,8 @@ class Run:
                 scheduled_for=self.scheduled_for,
             )
         )
-        self.store.flush()
+        if self.flush_later is None:  # otherwise written by the first group commit
+            self.store.flush()
         undecided: list[str] = []
         if kept:  # resume: kept tasks neither wait nor are waited for
             waiting = {n: sum(p not in kept for p in parents[n]) for n in order if n not in kept}
@@ -264,12 +285,17 @@ class Run:
     async def _drive(self) -> None:
         loop = self.loop
         self._pump()
-        self.store.flush()  # the first launches are RUNNING on disk before anything finishes
+        self._flush()
         while True:
-            if self.events:
+            if self.store_error is not None:
+                raise self.store_error
+            if self.committed_events:
+                await self._emit_committed()
+            elif self.events and self.flush_later is None:
                 await self._emit()
             if not self.completed and not self.poked:
-                if not (self.running or self.ready or self.sleeping or self.parked):
+                busy = self.running or self.ready or self.sleeping or self.parked
+                if not busy and not self.commits:
                     return
                 self.waiter = loop.create_future()
                 try:
@@ -281,11 +307,98 @@ class Run:
             batch, self.completed = self.completed, []
             for attempt in batch:
                 self._handle(attempt)
+            if self.confirmed:
+                self._take_effect()
             self._pump()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Have the batch's transitions written: at once (in-memory store), or by the store's
+        next group commit, after which the batch's successes take effect (``_take_effect``)."""
+        flush_later = self.flush_later
+        if flush_later is None:
             self.store.flush()
+            return
+        batch, self.unconfirmed = self.unconfirmed, []
+        if self.events:  # hooks see events once their transitions are committed
+            batch.extend(self.events)
+            self.events = []
+        if flush_later(functools.partial(self._durable_soon, batch)):
+            self.commits += 1
+            self._awaiting_thread(1)
+        elif batch:  # nothing left to write: what they reported is durable already
+            self.confirmed.extend(batch)
+            self.poked = True
+
+    def _durable_soon(
+        self, batch: list[Held], error: BaseException | None, failures: EncodingFailures
+    ) -> None:
+        """On the store's writer thread: hand the commit's outcome to the loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self.loop.call_soon_threadsafe(self._durable, batch, error, failures)
+
+    def _durable(
+        self, batch: list[Held], error: BaseException | None, failures: EncodingFailures
+    ) -> None:
+        self.commits -= 1
+        self._awaiting_thread(-1)
+        if error is not None:
+            if self.store_error is None:
+                self.store_error = error
+        else:
+            self.confirmed.extend(batch)
+            run_id = self.run_id
+            for failed_run, task, exc in failures:
+                if failed_run == run_id:
+                    self.encoding_failures[task] = exc
+        self.wake()
+
+    def _awaiting_thread(self, change: int) -> None:
+        """Count a commit in flight as work in a thread: a virtual-time loop
+        (``flowrun.testing``) must not jump to its next timer while the writer works."""
+        if self.virtual:
+            self.loop.executor_jobs += change  # type: ignore[attr-defined]
+
+    def after_durable(
+        self, name: str, effect: Callable[[], None], failed: Callable[[Exception], None]
+    ) -> None:
+        """Run ``effect`` once the success of ``name`` is durable (now, with an in-memory
+        store), or ``failed`` with the error if the store could not encode its result: no
+        hook, child or report sees a success that a crash could lose."""
+        if self.flush_later is None:
+            effect()
+        else:
+            self._hold((name, effect, failed))
+
+    def _hold(self, deferred: Deferred) -> None:
+        unconfirmed = self.unconfirmed
+        if self.events:  # the events before it stay before it
+            unconfirmed.extend(self.events)
+            self.events = []
+        unconfirmed.append(deferred)
+
+    def _take_effect(self) -> None:
+        confirmed, self.confirmed = self.confirmed, []
+        failures = self.encoding_failures
+        events = self.committed_events
+        for item in confirmed:
+            if not isinstance(item, tuple):
+                events.append(item)
+                continue
+            name, effect, failed = item
+            error = failures.pop(name, None) if failures else None
+            if error is None:
+                effect()
+            else:
+                failed(error)
 
     async def _emit(self) -> None:
         events, self.events = self.events, []
+        for event in events:
+            await self.hooks.emit(event)
+
+    async def _emit_committed(self) -> None:
+        events, self.committed_events = self.committed_events, []
         for event in events:
             await self.hooks.emit(event)
 
@@ -441,6 +554,16 @@ class Run:
         if error is not None:
             self._failed_for_good(attempt, error, finished, duration)
             return
+        if self.flush_later is not None:
+            effect = functools.partial(self._success_durable, attempt, result, duration)
+            failed = functools.partial(
+                self._failed_for_good, attempt, finished=finished, duration=duration
+            )
+            self._hold((attempt.name, effect, failed))
+            return
+        self._success_durable(attempt, result, duration)
+
+    def _success_durable(self, attempt: Attempt, result: Any, duration: float) -> None:
         name = attempt.name
         if self.want_success:
             self.events.append(
@@ -544,15 +667,58 @@ class Run:
             return
         propagate(self, name)
 
+    def fail_outright(self, name: str, text: str) -> None:
+        """``name`` failed for good without an attempt of its own (a mapped task's input or
+        instances, a result the store could not keep)."""
+        now = self.clock.time()
+        self.store.mark_failed(self.run_id, name, now, now, text, None)
+        self.status[name] = FAILED
+        self.errors[name] = text
+        self.logger.warning("task %r failed: %s", name, text)
+        if self.hooks.wants(TaskFailureEvent):
+            self.events.append(
+                TaskFailureEvent(self.run_id, self.dag_name, name, 0, 1, 0.0, text, True)
+            )
+        self.consumed(name)
+        if self.instance_of and name in self.instance_of:
+            instance_final(self, name)
+            return
+        propagate(self, name)
+
     async def finish(self, status: str, started: float) -> None:
         self.store.finish_run(self.run_id, status, self.clock.time())
-        self.store.flush()
+        if self.flush_later is None or self.aborting:
+            self.store.flush()  # an aborted run's end is written even if the loop is going
+        else:
+            await self._durable_end()
         duration = self.clock.monotonic() - started
         log = self.logger.info if status == SUCCESS else self.logger.warning
         log("run %s of DAG %r finished: %s in %.3fs", self.run_id, self.dag_name, status, duration)
         if self.hooks.wants(DagEndEvent):
             self.events.append(DagEndEvent(self.run_id, self.dag_name, status, duration))
         await self._emit()
+
+    async def _durable_end(self) -> None:
+        """Wait, without blocking the loop, for the commit of the run's end."""
+        assert self.flush_later is not None
+        done: asyncio.Future[BaseException | None] = self.loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if not done.done():
+                done.set_result(error)
+
+        def over(error: BaseException | None, failures: EncodingFailures) -> None:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(settle, error)
+
+        if self.flush_later(over):
+            self._awaiting_thread(1)
+            try:
+                error = await done
+            finally:
+                self._awaiting_thread(-1)
+            if error is not None:
+                raise error
 
 
 def _in_attempt_context(hooks: HookDispatcher, dag_name: str, launch: Launcher) -> Launcher:

@@ -13,6 +13,9 @@ Usage: ``python _sqlite_worker.py MODE DB ...``
   prints the new run id.
 - ``many DB COUNT TAG``: print ``ready``, wait for a line on stdin, run the ``many`` DAG COUNT
   times (5 runs at a time), printing ``done <run_id> <index>`` after each run.
+- ``commit-kill DB LOG``: run the ``pipeline`` DAG (``transform`` does not block); the group
+  commit that would make ``audit`` SUCCESS stops inside its transaction (statements run, no
+  COMMIT) and the worker prints ``in-commit <run_id>``, so the parent can SIGKILL it there.
 - ``tagged DB``: run the ``tagged`` DAG on a store with the user serializer ``TaggedJson``;
   prints the run id (tests/test_serializers.py reads it back in the test process).
 
@@ -76,6 +79,7 @@ def pipeline(store: SqliteStateStore, log: str, block: bool) -> Engine:
     async def transform(context: RunContext[None], extract: list[int]) -> list[int]:
         executed("transform")
         if block:
+            store.flush()  # its RUNNING mark follows its start by one group commit: wait for it
             print(f"started {context.run_id}", flush=True)
             await asyncio.Event().wait()  # until SIGKILL
         return [x * 10 for x in extract]
@@ -165,6 +169,27 @@ async def run_many(engine: Engine, count: int, tag: str) -> None:
         await asyncio.gather(*(one(i) for i in range(start, min(start + 5, count))))
 
 
+def stop_in_the_commit_of(task: str) -> None:
+    """Make the writer stop, mid-transaction, in the group commit that writes ``task``
+    SUCCESS: the statements have run, the COMMIT never comes."""
+    import threading
+
+    import flowrun.state.sqlite as sqlite_store
+
+    write_runs = sqlite_store.write_runs  # type: ignore[attr-defined]
+
+    def stopping(conn: Any, writes: list[Any]) -> Any:
+        created = write_runs(conn, writes)
+        for w in writes:
+            for row, update in zip(w.rows, w.updates, strict=False):
+                if row.name == task and update[0] == "SUCCESS":
+                    print(f"in-commit {w.run.run_id}", flush=True)
+                    threading.Event().wait()  # until SIGKILL, the transaction open
+        return created
+
+    sqlite_store.write_runs = stopping  # type: ignore[attr-defined]
+
+
 def main(argv: list[str]) -> int:
     mode, db = argv[0], argv[1]
     serializer = TaggedJson() if mode == "tagged" else JsonSerializer()
@@ -172,6 +197,10 @@ def main(argv: list[str]) -> int:
         if mode == "crash":
             asyncio.run(pipeline(store, argv[2], block=True).run_once("pipeline"))
             return 1  # not reached: transform blocks until the process is killed
+        if mode == "commit-kill":
+            stop_in_the_commit_of("audit")
+            asyncio.run(pipeline(store, argv[2], block=False).run_once("pipeline"))
+            return 1  # not reached: the commit of audit's success never ends
         if mode == "resume":
             engine = pipeline(store, argv[2], block=False)
             print(asyncio.run(engine.resume(argv[3])), flush=True)

@@ -221,7 +221,7 @@ def test_sigkill_during_a_retry_back_off_keeps_the_attempt_and_resume_runs_it(
     assert "ConnectionError: the API answered 503" in fetch["traceback"]
     assert fetch["finished_at"] == waiting.finished_at  # the end of attempt 1, not the recovery
     assert after["status"] == "SKIPPED"  # it never ran
-    assert after["error"].endswith("died before this task could run")
+    assert after["error"].endswith("died before this task's start was recorded")
     assert report["tasks"]["source"]["status"] == "SUCCESS"
 
     resumed = subprocess.run(
@@ -237,3 +237,48 @@ def test_sigkill_during_a_retry_back_off_keeps_the_attempt_and_resume_runs_it(
     assert again["status"] == "SUCCESS"
     assert again["tasks"]["store_it"]["result"] == 42
     assert executions(log) == {"source": 1, "fetch": 2, "store_it": 1}
+
+
+def test_sigkill_inside_a_group_commit_loses_no_committed_result_and_no_consumer_ran(
+    tmp_path: Path,
+) -> None:
+    """The writer is killed in the middle of the transaction that would make ``audit``
+    SUCCESS: that commit is gone whole, what earlier commits wrote stays, and no consumer
+    started on audit's result (``transform`` never ran), so resume runs audit again."""
+    db, log = tmp_path / "state.db", tmp_path / "executions.log"
+    proc = start_worker("commit-kill", str(db), str(log))
+    try:
+        word, run_id = read_line(proc).split()
+        assert word == "in-commit"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(TIMEOUT_S) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert executions(log) == {"extract": 1, "audit": 1}  # transform waited for the commit
+
+    with SqliteStateStore(db, recover=True) as store:
+        assert store.recovered == [run_id]
+        tasks = build_default_engine(state_store=store).get_run_report(run_id)["tasks"]
+    assert tasks["extract"]["status"] == "SUCCESS"
+    assert tasks["extract"]["result"] == [1, 2, 3]  # committed before audit started
+    # Its success was in the lost transaction; its start, in that one or the one before (a task
+    # starts without waiting for its RUNNING mark): FAILED or SKIPPED, and resumable either way.
+    assert tasks["audit"]["status"] in ("FAILED", "SKIPPED")
+    assert tasks["audit"]["error"].startswith("ProcessDied: ")
+    assert tasks["transform"]["status"] == tasks["load"]["status"] == "SKIPPED"
+
+    resumed = subprocess.run(
+        [sys.executable, WORKER, "resume", str(db), str(log), run_id],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    with SqliteStateStore(db) as store:
+        report = build_default_engine(state_store=store).get_run_report(resumed.stdout.strip())
+    assert report["status"] == "SUCCESS"
+    assert report["tasks"]["load"]["result"] == 60
+    assert executions(log) == {"extract": 1, "audit": 2, "transform": 1, "load": 1}

@@ -30,12 +30,18 @@ class Database:
     it: after a ``fork`` the child refuses to use it, and ``close()`` only forgets it.
     """
 
-    def __init__(self, path: str, busy_timeout_s: float) -> None:
+    def __init__(self, path: str, busy_timeout_s: float, *, reader: bool = False) -> None:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self.transactions = 0  # write transactions committed, the migration's included
         self._pid = os.getpid()
-        self._conn: sqlite3.Connection | None = self._open()
+        self._conn: sqlite3.Connection | None = self._connect() if reader else self._open()
+
+    def reader(self) -> Database:
+        """A second connection to the same (opened, so checked and migrated) file, for reads:
+        in WAL mode they never wait for a writer, so the event loop can use it while this
+        one is busy committing or waiting for another process's lock."""
+        return Database(self.path, self.busy_timeout_s, reader=True)
 
     @property
     def closed(self) -> bool:
@@ -92,15 +98,7 @@ class Database:
                 raise database_error(self.path, msg) from error
             if head and head != SQLITE_HEADER:
                 not_ours(self.path, f"not a SQLite database (it starts with {head[:8]!r})")
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self.busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as error:
-            raise database_error(self.path, explain(error)) from error
+        conn = self._connect()
         try:
             check = functools.partial(schema_version, path=self.path)
             self._retry(lambda: self._transaction(conn, check, write=False))  # one consistent view
@@ -114,6 +112,17 @@ class Database:
                 raise database_error(self.path, explain(error)) from error
             raise
         return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as error:
+            raise database_error(self.path, explain(error)) from error
 
     # -- transactions ----------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -158,8 +167,32 @@ class Database:
                 if time.monotonic() >= deadline:
                     raise database_error(
                         self.path,
-                        f"stayed locked by another connection for more than "
-                        f"{self.busy_timeout_s}s ({error}); retry later or raise busy_timeout_s",
+                        f"stayed locked by another connection{lock_holders(self.path)} for "
+                        f"more than {self.busy_timeout_s}s ({error}); retry later or raise "
+                        "busy_timeout_s",
                     ) from error
                 time.sleep(delay)  # back-off between retries, not synchronization
                 delay = min(delay * 2, 0.05)
+
+
+def lock_holders(path: str) -> str:
+    """`` (held by pid 123: python etl.py)``: the other processes that have the database open,
+    found through ``/proc`` where there is one (best effort: empty when nothing is found)."""
+    names = {path, f"{path}-wal", f"{path}-shm"}
+    found: list[str] = []
+    me = os.getpid()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
+    except OSError:
+        return ""
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if not any(os.readlink(f"/proc/{pid}/fd/{fd}") in names for fd in fds):
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                command = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone, or not ours to look at
+            continue
+        found.append(f"pid {pid}: {command[:80]}" if command else f"pid {pid}")
+    return f" (open in {'; '.join(found[:3])})" if found else ""

@@ -66,7 +66,7 @@ def fail_dead_runs(conn: sqlite3.Connection, host: str, clock: Clock) -> list[st
             (
                 SKIPPED,
                 f"ProcessDied: the process running this run ({where}) died "
-                "before this task could run",
+                "before this task's start was recorded",
                 key,
                 PENDING,
             ),

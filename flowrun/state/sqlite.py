@@ -39,12 +39,12 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .._clock import Clock, SystemClock
-from ..errors import UnknownRunError
+from ..errors import UnknownRunError, describe_failure
 from ._prune import choose, prune_rule
 from ._sqlite_connection import Database
 from ._sqlite_errors import StateDatabaseError
@@ -53,6 +53,7 @@ from ._sqlite_results import DEFAULT_SERIALIZER, ResultCodec
 from ._sqlite_rows import (
     CacheRow,
     RunRow,
+    RunWrite,
     TaskRow,
     delete_cache,
     delete_runs,
@@ -62,11 +63,14 @@ from ._sqlite_rows import (
     select_history,
     select_run,
     select_run_ids,
+    snapshot,
+    undo,
     write_cache,
     write_runs,
 )
 from ._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from ._sqlite_ticks import insert_tick, select_ticks, update_tick
+from ._sqlite_writer import Writer
 from ._ticks import check_limit
 from .records import (
     FAILED,
@@ -84,6 +88,40 @@ from .records import (
 from .serializers import ResultSerializer
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStateStore", "StateDatabaseError"]
+
+T = TypeVar("T")
+
+EncodingFailures = list[tuple[str, str, Exception]]
+"""(run id, task, error) of the results a group commit could not encode: those tasks FAILED."""
+
+Durable = Callable[[BaseException | None, EncodingFailures], None]
+"""Called on the writer thread once a group commit is over: its error (None: durable), and
+the results it could not encode."""
+
+_BEING_WRITTEN = 0  # a new run's key while its insert is in flight (SQLite row ids are >= 1)
+
+
+def _nothing(db: Database) -> None:
+    """The job of ``flush()``: the writer commits before every job."""
+
+
+def _encoded(row: TaskRow) -> bool:
+    return not row.unencoded
+
+
+def _writing(
+    writes: list[RunWrite], puts: list[CacheRow], expired: dict[str, float]
+) -> Callable[[sqlite3.Connection], list[tuple[RunRow, int]]]:
+    """The transaction of one group commit."""
+
+    def write(conn: sqlite3.Connection) -> list[tuple[RunRow, int]]:
+        created = write_runs(conn, writes)
+        if puts or expired:
+            write_cache(conn, puts, list(expired.items()))
+        return created
+
+    return write
+
 
 _OPEN_STORES: weakref.WeakSet[SqliteStateStore] = weakref.WeakSet()
 
@@ -155,14 +193,21 @@ class SqliteStateStore:
         self.cache_ttl_s = cache_ttl_s
         self.busy_timeout_s = float(busy_timeout_s)
         self.clock: Clock = clock if clock is not None else SystemClock()  # recovery timestamps
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the rows below; never held while waiting on the writer
         self._live: dict[str, RunRow] = {}  # runs this store is writing: the source of truth
         self._cache: dict[str, RunRow] = {}  # finished or read runs, in expiry order
-        self._pending: dict[str, RunRow] = {}  # runs with transitions not flushed yet
-        self._cache_puts: dict[str, CacheRow] = {}  # cache entries not flushed yet, by key
+        self._pending: dict[str, RunRow] = {}  # runs with transitions not committed yet
+        self._writing: set[str] = set()  # runs whose transitions a group commit is writing
+        self._unencoded: list[tuple[str, TaskRow]] = []  # results the writer encodes
+        self._callbacks: list[Durable] = []  # to call once the next group commit is over
+        self._cache_puts: dict[str, CacheRow] = {}  # cache entries not written yet, by key
         self._cache_expired: dict[str, float] = {}  # keys found expired: deleted at flush
         self._owner = this_process()
         self._db = Database(self.path, self.busy_timeout_s)
+        self._reader = self._db.reader()
+        self._read_lock = threading.Lock()  # the reader connection, one caller at a time
+        self._writer = Writer(self._db, self._group_commit)
+        self._closed = False
         _OPEN_STORES.add(self)  # closed (so flushed) at interpreter exit if the user forgot
         self.recovered: list[str] = self.recover() if recover else []
 
@@ -171,14 +216,29 @@ class SqliteStateStore:
         """Write transactions committed by this store so far (the benchmark reports it)."""
         return self._db.transactions
 
+    def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in a read transaction of the reader connection: it sees what is
+        committed, and never waits for a writer (WAL), this store's or another process's."""
+        with self._read_lock:
+            return self._reader.run(work, write=False)
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in a write transaction on the writer, after what is pending is committed."""
+        return self._writer.call(lambda db: db.run(work, write=True))
+
     # -- transitions -------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> None:
         new = self._results.new_row(run)
+        run_id = run.run_id
         with self._lock:
-            if run.run_id in self._live or self._find(run.run_id) is not None:
-                raise ValueError(f"run id {run.run_id!r} already exists in the state store")
-            self._live[run.run_id] = new
-            self._pending[run.run_id] = new
+            known = run_id in self._live or self._cached(run_id) is not None
+        if known or self._read(lambda conn: select_run(conn, run_id, False)) is not None:
+            raise ValueError(f"run id {run_id!r} already exists in the state store")
+        with self._lock:
+            if run_id in self._live:
+                raise ValueError(f"run id {run_id!r} already exists in the state store")
+            self._live[run_id] = new
+            self._pending[run_id] = new
 
     def _live_run(self, run_id: str) -> RunRow:
         run = self._live.get(run_id)
@@ -227,12 +287,17 @@ class SqliteStateStore:
         result: Any,
         keep_result: bool,
     ) -> None:
-        blob = self._results.encode(run_id, task, result) if keep_result else None
         with self._lock:
             rec = self._task(run_id, task)
             rec.status, rec.started_at, rec.finished_at = SUCCESS, started_at, finished_at
-            if blob is not None:
-                rec.blob, rec.fmt = blob, self._results.format
+            if keep_result:
+                self._keep(run_id, rec, result)
+
+    def _keep(self, run_id: str, rec: TaskRow, result: Any) -> None:
+        """Queue ``result`` for the writer to encode (off the event loop): until it is, the
+        row reads back as still running, on disk and to ``load_run``."""
+        rec.value, rec.unencoded = result, True
+        self._unencoded.append((run_id, rec))
 
     def mark_cached(
         self,
@@ -243,14 +308,13 @@ class SqliteStateStore:
         keep_result: bool,
         cached_from: str,
     ) -> None:
-        blob = self._results.encode(run_id, task, result) if keep_result else None
         with self._lock:
             rec = self._task(run_id, task)
             rec.status, rec.attempt, rec.cached_from = SUCCESS, 0, cached_from
             rec.started_at = rec.finished_at = finished_at
             rec.error = rec.traceback = None
-            if blob is not None:
-                rec.blob, rec.fmt = blob, self._results.format
+            if keep_result:
+                self._keep(run_id, rec, result)
 
     def mark_failed(
         self,
@@ -288,6 +352,7 @@ class SqliteStateStore:
             rec = self._task(run_id, task)
             rec.status, rec.started_at, rec.finished_at = status, started_at, finished_at
             rec.error, rec.traceback = error, traceback
+            rec.unencoded, rec.value = False, None
 
     def mark_skipped(self, run_id: str, tasks: Sequence[str], reason: str) -> None:
         with self._lock:
@@ -311,48 +376,149 @@ class SqliteStateStore:
             run.status, run.finished_at, run.dirty = status, finished_at, True
             self._pending[run_id] = run
 
+    # -- group commits -----------------------------------------------------------------------
     def flush(self) -> None:
-        """Write every transition (and cache entry) reported since the last flush in one
-        transaction."""
+        """Commit every transition (and cache entry) reported so far, and wait for it: the
+        writer's next group commit, on its thread. Raises what that commit raised."""
+        self._writer.call(_nothing)
+
+    def flush_later(self, callback: Durable) -> bool:
+        """Ask the writer to commit what is pending, without waiting: ``callback(error,
+        failures)`` runs on the writer's thread once the commit holding every transition
+        reported so far is over. False (and no callback) when there is nothing to commit."""
         with self._lock:
-            if not (self._pending or self._cache_puts or self._cache_expired):
-                return
-            pending = list(self._pending.values())
-            owner = self._owner
-            puts = list(self._cache_puts.values())
-            expired = list(self._cache_expired.items())
+            if not (self._pending or self._unencoded or self._writing or self._cache_puts):
+                return False
+            self._callbacks.append(callback)
+        self._writer.commit_soon()
+        return True
 
-            def write(conn: sqlite3.Connection) -> list[tuple[RunRow, int]]:
-                created = write_runs(conn, pending, owner)
-                if puts or expired:
-                    write_cache(conn, puts, expired)
-                return created
+    def _group_commit(self) -> None:
+        """Write everything reported since the last group commit in one transaction (on the
+        writer's thread). Results are encoded first, outside the lock, so transitions go on
+        meanwhile; one that cannot be encoded fails its task (``failures``)."""
+        with self._lock:
+            callbacks, self._callbacks = self._callbacks, []
+            unencoded, self._unencoded = self._unencoded, []
+            values = [(run_id, rec, rec.value) for run_id, rec in unencoded]
+        encoded = [(r, rec, value, self._encode(r, rec, value)) for r, rec, value in values]
+        failures: EncodingFailures = []
+        with self._lock:
+            for run_id, rec, value, outcome in encoded:
+                if not rec.unencoded or rec.value is not value:
+                    continue  # the task changed since (a retry, a failure): nothing to keep
+                rec.unencoded, rec.value = False, None
+                if isinstance(outcome, bytes):
+                    rec.blob, rec.fmt = outcome, self._results.format
+                    continue
+                rec.status = FAILED
+                rec.error, rec.traceback = describe_failure(outcome)
+                failures.append((run_id, rec.name, outcome))
+            writes = self._snapshot()
+            puts, self._cache_puts = self._cache_puts, {}
+            expired, self._cache_expired = self._cache_expired, {}
+        error: BaseException | None = None
+        created: list[tuple[RunRow, int]] = []
+        try:
+            if writes or puts or expired:
+                created = self._db.run(_writing(writes, list(puts.values()), expired), write=True)
+        except StateDatabaseError as exc:
+            runs = ", ".join(sorted({w.run.run_id for w in writes})) or "none"
+            error = StateDatabaseError(f"{exc} (writing run(s) {runs})", path=exc.path)
+            error.__cause__ = exc
+            self._rewind(writes, puts, expired)
+        except BaseException as exc:
+            error = exc
+            self._rewind(writes, puts, expired)
+        else:
+            self._written(writes, created)
+        for callback in callbacks:
+            with contextlib.suppress(Exception):  # a callback's failure is its owner's
+                callback(error, failures)
+        if error is not None:
+            raise error
 
-            created = self._db.run(write, write=True)
-            self._cache_puts = {}
-            self._cache_expired = {}
+    def _encode(self, run_id: str, rec: TaskRow, value: Any) -> bytes | Exception:
+        try:
+            return self._results.encode(run_id, rec.name, value)
+        except Exception as error:  # the task fails with it
+            return error
+
+    def _snapshot(self) -> list[RunWrite]:
+        """Copy what is pending (under the lock); a run with a result still to encode stays
+        pending for the next commit."""
+        owner = self._owner
+        writes = []
+        later: dict[str, RunRow] = {}
+        for run_id, run in self._pending.items():
+            new = run.key is None
+            writes.append(snapshot(run, owner, _encoded))
+            if new:
+                run.key = _BEING_WRITTEN  # tasks added meanwhile join ``new_tasks``
+            if run.dirty_tasks or run.new_tasks or run.dirty:
+                later[run_id] = run
+        self._pending = later
+        self._writing = {w.run.run_id for w in writes}
+        return writes
+
+    def _rewind(
+        self, writes: list[RunWrite], puts: dict[str, CacheRow], expired: dict[str, float]
+    ) -> None:
+        """A group commit failed: what it was writing is pending again (nothing is lost)."""
+        with self._lock:
+            for w in writes:
+                run = w.run
+                if run.key == _BEING_WRITTEN:
+                    run.key = None
+                    run.new_tasks = []  # the run's insert writes every task row
+                undo(w)
+                self._pending[run.run_id] = run
+            for key, row in puts.items():
+                self._cache_puts.setdefault(key, row)
+            for key, when in expired.items():
+                self._cache_expired.setdefault(key, when)
+            self._writing = set()
+
+    def _written(self, writes: list[RunWrite], created: list[tuple[RunRow, int]]) -> None:
+        with self._lock:
             for run, key in created:
                 run.key = key
             now = time.monotonic()
-            for run in pending:
-                for rec in run.dirty_tasks:
-                    rec.dirty = False
-                run.dirty_tasks = []
-                run.new_tasks = []
-                run.dirty = False
-                if run.finished_at is not None and run.status != RUNNING:
-                    del self._live[run.run_id]  # done: from now on a cached copy
+            for w in writes:
+                run = w.run
+                run_id = run.run_id
+                done = run.finished_at is not None and run.status != RUNNING
+                if done and run_id not in self._pending and self._live.get(run_id) is run:
+                    del self._live[run_id]  # done: from now on a cached copy
                     self._remember(run, now)
-            self._pending = {}
+            self._writing = set()
 
     # -- reads -----------------------------------------------------------------------------
     def load_run(self, run_id: str, *, results: bool = True) -> RunRecord:
         """A snapshot of the run, its results decoded anew; a result of another serializer
         raises ``StateDatabaseError`` naming the tasks and the serializer to use.
         ``results=False``: a summary that reads no result from the file (``result`` None,
-        ``has_result``/``result_format`` as stored), whatever serializer stored them."""
-        with self._lock:
-            return self._results.record(self._find_or_raise(run_id, results), self.path, results)
+        ``has_result``/``result_format`` as stored), whatever serializer stored them.
+
+        A run this store is writing shows only what is committed: its pending transitions
+        are committed first (read your writes, from any thread)."""
+        for _ in range(3):
+            with self._lock:
+                live = self._live.get(run_id)
+                if live is None or not self._unsettled(run_id):
+                    if live is not None:
+                        return self._results.record(live, self.path, results)
+                    break
+            self.flush()
+        else:  # still being written to: what is committed is in the file
+            found = self._read(lambda conn: select_run(conn, run_id, results))
+            if found is None:  # pragma: no cover - a live run is written by its first commit
+                raise UnknownRunError(run_id)
+            return self._results.record(found, self.path, results)
+        return self._results.record(self._find_or_raise(run_id, results), self.path, results)
+
+    def _unsettled(self, run_id: str) -> bool:
+        return run_id in self._pending or run_id in self._writing
 
     def list_runs(
         self,
@@ -367,19 +533,23 @@ class SqliteStateStore:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"'limit' must be >= 0 (got {limit})")
 
-        def select(conn: sqlite3.Connection) -> list[RunRow]:
-            found = []
-            for run_id in select_run_ids(conn, dag_name, status, limit):
-                run = self._cached(run_id)
-                if run is None or (status is not None and run.status != status):
-                    run = select_run(conn, run_id, results)  # never list a stale cached copy
-                if run is not None:
-                    found.append(run)
-            return found
-
+        self.flush()  # so the filters see this store's own latest transitions
+        run_ids = self._read(lambda conn: select_run_ids(conn, dag_name, status, limit))
         with self._lock:
-            self.flush()  # so the filters see this store's own latest transitions
-            runs = self._db.run(select, write=False)
+            known = {run_id: self._cached(run_id) for run_id in run_ids}
+        stale = [
+            run_id
+            for run_id, run in known.items()
+            if run is None or (status is not None and run.status != status)
+        ]  # never list a stale cached copy
+
+        def select(conn: sqlite3.Connection) -> dict[str, RunRow | None]:
+            return {run_id: select_run(conn, run_id, results) for run_id in stale}
+
+        if stale:
+            known.update(self._read(select))
+        runs = [run for run in known.values() if run is not None]
+        with self._lock:
             now = time.monotonic()
             for run in runs:
                 if results and run.run_id not in self._live and run.run_id not in self._cache:
@@ -393,11 +563,13 @@ class SqliteStateStore:
         return run
 
     def _find(self, run_id: str, results: bool = True) -> RunRow | None:
-        run = self._cached(run_id)
+        with self._lock:
+            run = self._cached(run_id)
         if run is None:
-            run = self._db.run(lambda conn: select_run(conn, run_id, results), write=False)
+            run = self._read(lambda conn: select_run(conn, run_id, results))
             if run is not None and results:  # a summary row must never stand for the run
-                self._remember(run, time.monotonic(), read=True)
+                with self._lock:
+                    self._remember(run, time.monotonic(), read=True)
         return run
 
     def _cached(self, run_id: str) -> RunRow | None:
@@ -432,15 +604,16 @@ class SqliteStateStore:
     def cache_get(self, key: str, now: float) -> CacheEntry | None:
         with self._lock:
             row = self._cache_puts.get(key)
+        if row is None:
+            row = self._read(lambda conn: select_cache(conn, key))
             if row is None:
-                row = self._db.run(lambda conn: select_cache(conn, key), write=False)
-                if row is None:
-                    return None
-                if row.expires_at is not None and row.expires_at <= now:
-                    self._cache_expired[key] = now
-                    return None
-            elif row.expires_at is not None and row.expires_at <= now:
                 return None
+            if row.expires_at is not None and row.expires_at <= now:
+                with self._lock:
+                    self._cache_expired[key] = now
+                return None
+        elif row.expires_at is not None and row.expires_at <= now:
+            return None
         return self._results.cache_entry(row)
 
     def cache_put(self, entry: CacheEntry) -> None:
@@ -452,32 +625,26 @@ class SqliteStateStore:
         if isinstance(tasks, str):
             raise TypeError(f"tasks must be a list of task names; write tasks=[{tasks!r}]")
         names = None if tasks is None else list(tasks)
-        with self._lock:
-            self.flush()  # queued entries are written first, so they are cleared too
-            removed: int = self._db.run(lambda conn: delete_cache(conn, dag, names), write=True)
-            return removed
+        # The writer commits queued entries first, so they are cleared too.
+        removed: int = self._write(lambda conn: delete_cache(conn, dag, names))
+        return removed
 
     # -- schedule ticks ----------------------------------------------------------------------
     def record_tick(self, tick: TickRecord) -> bool:
         """Claim ``tick`` at once: True if this store wrote it, False if (schedule, due_at) is
         already in the file (another server claimed it)."""
-        with self._lock:
-            claimed: bool = self._db.run(lambda conn: insert_tick(conn, tick), write=True)
-            return claimed
+        claimed: bool = self._write(lambda conn: insert_tick(conn, tick))
+        return claimed
 
     def update_tick(self, tick: TickRecord) -> None:
         """Replace the tick of (schedule, due_at) at once (a queued tick that started)."""
-        with self._lock:
-            self._db.run(lambda conn: update_tick(conn, tick), write=True)
+        self._write(lambda conn: update_tick(conn, tick))
 
     def list_ticks(self, schedule: str | None = None, limit: int | None = None) -> list[TickRecord]:
         """The ticks in the file, newest due time first (of one schedule, or all)."""
         check_limit(limit)
-        with self._lock:
-            ticks: list[TickRecord] = self._db.run(
-                lambda conn: select_ticks(conn, schedule, limit), write=False
-            )
-            return ticks
+        ticks: list[TickRecord] = self._read(lambda conn: select_ticks(conn, schedule, limit))
+        return ticks
 
     # -- history -------------------------------------------------------------------------
     def prune(
@@ -503,7 +670,9 @@ class SqliteStateStore:
 
         def work(conn: sqlite3.Connection) -> list[PrunedRun]:
             history = select_history(conn, rule.dag)
-            chosen = [(r, k) for r, k in choose(history, rule) if r.run_id not in self._live]
+            with self._lock:
+                live = set(self._live)
+            chosen = [(r, k) for r, k in choose(history, rule) if r.run_id not in live]
             if results_only:
                 holding = holding_results(conn, [key for _, key in chosen])
                 chosen = [(r, key) for r, key in chosen if key in holding]
@@ -512,21 +681,20 @@ class SqliteStateStore:
                 (drop_results if results_only else delete_runs)(conn, keys)
             return [r for r, _ in chosen]
 
-        with self._lock:
-            self.flush()  # this store's finished runs are in the file, and leave ``_live``
-            pruned: list[PrunedRun] = self._db.run(work, write=not dry_run)
-            if not dry_run:
+        # The writer commits this store's finished runs first, so they leave ``_live``.
+        pruned: list[PrunedRun] = self._writer.call(lambda db: db.run(work, write=not dry_run))
+        if not dry_run:
+            with self._lock:
                 for run in pruned:
                     self._cache.pop(run.run_id, None)
-            return pruned
+        return pruned
 
     def vacuum(self) -> None:
         """Give the space of deleted rows and results back to the file system (SQLite's
         ``VACUUM``, then a WAL checkpoint that truncates the ``-wal`` file). It rewrites the
         whole file, waiting (``busy_timeout_s``) for other processes' writes."""
-        with self._lock:
-            self.flush()
-            self._db.vacuum()
+        with self._read_lock:  # VACUUM waits for no reader of this store
+            self._writer.call(lambda db: db.vacuum())
 
     # -- crash recovery ----------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -539,23 +707,27 @@ class SqliteStateStore:
         cannot be checked from here (``resume`` still works on it).
         """
         host = self._owner[2]
+        dead: list[str] = self._write(lambda conn: fail_dead_runs(conn, host, self.clock))
         with self._lock:
-            dead = self._db.run(lambda conn: fail_dead_runs(conn, host, self.clock), write=True)
             for run_id in dead:
                 self._cache.pop(run_id, None)
-            return dead
+        return dead
 
     # -- resources ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Flush what is pending, then close the connection. Closing twice is harmless."""
+        """Commit what is pending (the writer drains its queue), then close the connections.
+        Closing twice is harmless."""
         with self._lock:
-            if self._db.closed:
+            if self._closed:
                 return
-            try:
-                if not self._db.forked:  # a forked child: the connection is the parent's
-                    self.flush()
-            finally:
-                self._db.close()
+            self._closed = True
+        try:
+            if not self._db.forked:  # a forked child: the connection is the parent's
+                self.flush()
+        finally:
+            self._writer.stop()
+            self._db.close()
+            self._reader.close()
 
     def __enter__(self) -> SqliteStateStore:
         return self

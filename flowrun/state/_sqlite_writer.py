@@ -1,0 +1,102 @@
+"""The thread that owns a SQLite store's connection.
+
+Every use of the connection runs here, one after another: the store's group commits and the
+jobs of other threads (reads, tick claims, prune, vacuum). So the event loop never waits on the
+disk or on another process's lock, and the order of writes is the order of the queue. Before
+each batch of jobs the thread commits what the store has pending, so a read sees every
+transition queued before it, from whichever thread asked.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from ._sqlite_connection import Database
+
+__all__ = ["Writer"]
+
+T = TypeVar("T")
+
+Job = tuple[Callable[[Database], Any], "Future[Any]"]
+
+
+class Writer:
+    """Runs jobs on the connection in one daemon thread; ``commit`` (the store's group
+    commit) runs before every batch of jobs and whenever ``commit_soon`` asks for it.
+
+    A daemon thread, so a store the user never closes does not keep the interpreter alive:
+    the store's exit handler commits what is pending on the exiting thread instead.
+    """
+
+    def __init__(self, db: Database, commit: Callable[[], None]) -> None:
+        self.db = db
+        self._commit = commit
+        self._cv = threading.Condition(threading.Lock())
+        self._jobs: list[Job] = []
+        self._wanted = False  # a group commit was asked for
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._serve, name=f"flowrun-sqlite-writer {db.path}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def on_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def commit_soon(self) -> None:
+        """Ask for a group commit, without waiting for it."""
+        with self._cv:
+            if not self._wanted:
+                self._wanted = True
+                self._cv.notify()
+
+    def call(self, job: Callable[[Database], T]) -> T:
+        """Run ``job(db)`` on the writer after committing what is pending, and wait for it.
+        On the writer's own thread (or once it stopped: at exit), run it here."""
+        if self.on_thread or not self._thread.is_alive():
+            self._commit()
+            return job(self.db)
+        future: Future[T] = Future()
+        with self._cv:
+            if self._stopping:
+                raise RuntimeError("the state store's writer has stopped")
+            self._jobs.append((job, future))
+            self._cv.notify()
+        return future.result()
+
+    def stop(self) -> None:
+        """Let the thread finish what is queued, then end it."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        if not self.on_thread:
+            self._thread.join()
+
+    def _serve(self) -> None:
+        cv = self._cv
+        while True:
+            with cv:
+                while not (self._jobs or self._wanted or self._stopping):
+                    cv.wait()
+                jobs, self._jobs = self._jobs, []
+                self._wanted = False
+                stopping = self._stopping
+            error: BaseException | None = None
+            try:
+                self._commit()  # delivers its own failure to whoever waits for it
+            except BaseException as exc:  # handed to the jobs below, which need the commit
+                error = exc
+            for job, future in jobs:
+                if error is not None:
+                    future.set_exception(error)
+                    continue
+                try:
+                    future.set_result(job(self.db))
+                except BaseException as exc:  # the caller re-raises it
+                    future.set_exception(exc)
+            if stopping and not self._jobs:
+                return
