@@ -127,10 +127,10 @@ class JsonSerializer(ResultSerializer):
         if kind is str or kind is int or kind is bool:
             return _encode(json.dumps(obj, ensure_ascii=False), obj)
         try:
-            text = json.dumps(obj, ensure_ascii=False)
+            text, exact = _json_text(obj, self.strict)
         except (TypeError, ValueError) as error:  # unsupported type or key, circular reference
             raise TypeError(_json_refusal(obj, self.strict) or str(error)) from None
-        if self.strict and json.loads(text) != obj:  # a tuple, a non-str key... (or a NaN)
+        if not exact:  # strict: a tuple, a non-str key... (or a NaN, which it keeps)
             refusal = _json_refusal(obj, strict=True)
             if refusal:
                 raise TypeError(refusal)
@@ -141,6 +141,77 @@ class JsonSerializer(ResultSerializer):
 
     def __repr__(self) -> str:
         return "JsonSerializer(strict=True)" if self.strict else "JsonSerializer()"
+
+
+_SLICE = 1000  # items of a big list or dict per json.dumps call (a millisecond or so)
+_CONTAINERS = (list, tuple, dict)
+
+
+def _json_text(obj: Any, strict: bool) -> tuple[str, bool]:
+    """``json.dumps(obj, ensure_ascii=False)``, and whether it decodes back to ``obj`` (only
+    checked if ``strict``). A big list, tuple or dict (and such containers inside it) is
+    encoded a slice at a time, with the same text as a whole: a thread encoding a 10 MB
+    result lets the event loop run between slices instead of holding the GIL throughout."""
+    if type(obj) not in _CONTAINERS or not _big_inside(obj):
+        text = json.dumps(obj, ensure_ascii=False)
+        return text, not strict or json.loads(text) == obj
+    out: list[str] = []
+    exact = _slices(obj, strict, out)
+    return "".join(out), exact
+
+
+def _big(value: Any) -> bool:
+    return type(value) in _CONTAINERS and len(value) > _SLICE
+
+
+def _big_inside(obj: Any) -> bool:
+    if len(obj) > _SLICE:
+        return True
+    values = obj.values() if type(obj) is dict else obj
+    return any(_big(value) for value in values)
+
+
+def _slices(obj: Any, strict: bool, out: list[str]) -> bool:
+    """Append the JSON text of the list, tuple or dict ``obj`` to ``out`` in pieces; whether
+    each piece decodes back to what it encodes (``strict``; a tuple never does)."""
+    is_dict = type(obj) is dict
+    exact = not (strict and type(obj) is tuple)
+    out.append("{" if is_dict else "[")
+    first = True
+    batch: list[Any] = []
+
+    def flush() -> None:
+        nonlocal first, exact
+        if not batch:
+            return
+        part: Any = dict(batch) if is_dict else batch
+        text = json.dumps(part, ensure_ascii=False)
+        if strict and exact and json.loads(text) != part:
+            exact = False
+        out.append(text[1:-1] if first else ", " + text[1:-1])
+        first = False
+        batch.clear()
+
+    for entry in obj.items() if is_dict else obj:
+        value = entry[1] if is_dict else entry
+        if not _big(value):
+            batch.append(entry)
+            if len(batch) == _SLICE:
+                flush()
+            continue
+        flush()
+        if is_dict:  # the key as json.dumps writes it (str() of an int key, "true"...)
+            key = json.dumps({entry[0]: 0}, ensure_ascii=False)[1:-2]
+            if strict and exact and json.loads("{" + key + "0}") != {entry[0]: 0}:
+                exact = False
+            out.append(key if first else ", " + key)
+        elif not first:
+            out.append(", ")
+        first = False
+        exact = _slices(value, strict, out) and exact
+    flush()
+    out.append("}" if is_dict else "]")
+    return exact
 
 
 def _encode(text: str, obj: Any) -> bytes:

@@ -2,10 +2,17 @@
 
 Why it looks the way it does:
 
-- The scheduler reports transitions as they happen and calls ``flush()`` once per wake-up.
-  Transitions only change in-memory rows and mark them dirty; ``flush()`` writes every dirty
-  row in one ``BEGIN IMMEDIATE`` transaction. A task that ran and finished within one wake-up
-  costs one row write, and a run costs about one commit per wake-up, never one per row.
+- The scheduler reports transitions as they happen; they only change in-memory rows and mark
+  them dirty. A writer thread owns the connection (``_sqlite_writer``) and commits in groups:
+  everything reported since its last commit, results encoded there too, in one ``BEGIN
+  IMMEDIATE`` transaction. So the event loop never waits on the disk, on encoding a big
+  result, or on another process's lock; a busy run costs far fewer commits than wake-ups.
+- Durability: ``flush_later(callback)`` tells the scheduler when what it reported is
+  committed, and a success takes effect only then: no hook, consumer or report sees a
+  SUCCESS (or its result) that a crash could lose. A task's start (RUNNING) is written by
+  the commit after it began: a process killed in between leaves it PENDING on disk, and
+  ``recover`` says it died "before this task's start was recorded". Reads see every
+  transition reported before them (they wait for the commit), from any thread.
 - WAL mode lets readers (reports, ``list_runs``) work while another process writes; writers
   take turns through SQLite's lock, waiting up to the busy timeout, with our own retry for the
   few cases where SQLite reports "busy" without waiting. ``synchronous=NORMAL``: a process
@@ -18,7 +25,7 @@ Why it looks the way it does:
   ``recover`` can tell a crashed run from one a live process is still executing.
 - Cached task results (``@task(cache=True)``) live in the ``cache`` table, shared by every
   process on the file. ``cache_put`` encodes the result at once (so an encoding failure is
-  the caller's to handle) and queues the row: it is written by the next ``flush()``, in the
+  the caller's to handle) and queues the row: it is written by the next group commit, in the
   same transaction as the run's transitions. ``cache_get`` sees this store's queued entries
   first (read your writes), then reads the database, so another process's entries count as
   soon as that process has flushed them. An entry found expired is deleted at the next
@@ -166,10 +173,11 @@ class SqliteStateStore:
     gone) is a miss, replaced when the task has run again.
 
     Open one store per process (a connection must not cross ``fork``); ``close()`` it, or use
-    it as a context manager. Methods may be called from any thread. ``flush()`` runs on the
-    event loop: it takes microseconds, unless another process holds the write lock, when it
-    waits for it (at most ``busy_timeout_s``, then ``StateDatabaseError``; nothing is lost,
-    the next flush writes it).
+    it as a context manager. Methods may be called from any thread. Writes happen on the
+    store's writer thread (see the module docstring): ``flush()`` waits for the commit of
+    everything reported so far; while another process holds the write lock the writer waits
+    for it (at most ``busy_timeout_s``, then ``StateDatabaseError`` naming the file, the runs
+    and the process holding it; nothing is lost, the next commit writes it).
     """
 
     def __init__(
