@@ -25,6 +25,7 @@ from ._progress import PROGRESS_MODES
 from ._serve import cmd_schedules, cmd_serve
 from ._store import DEFAULT_DB, SERIALIZERS
 from ._target import CommandFailed, UsageError
+from ._ui import DEFAULT_PORT, add_ui_command, port_number
 
 STATUSES = ("SUCCESS", "FAILED", "RUNNING")
 TARGET_HELP = (
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_show)
     add_prune_command(sub, db)
     _add_schedule_commands(sub, db)
+    add_ui_command(sub)
     return parser
 
 
@@ -268,6 +270,18 @@ def _add_schedule_commands(sub: Any, db: argparse.ArgumentParser) -> None:
         type=_positive,
         metavar="N",
         help="stop once N runs have started and finished (per engine; for smoke tests)",
+    )
+    p.add_argument(
+        "--ui",
+        action="store_true",
+        help="also serve the web view of the database (read-only, on 127.0.0.1; see `flowrun ui`)",
+    )
+    p.add_argument(
+        "--ui-port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        metavar="PORT",
+        help=f"the web view's port with --ui (default {DEFAULT_PORT}; 0: any free port)",
     )
     p.set_defaults(handler=cmd_serve, json=False, serving=True)
 

@@ -20,6 +20,7 @@ from ..state.records import TickRecord
 from ._run import _configure_logging, _progress_hooks, print_json, table
 from ._store import open_store
 from ._target import Target, UsageError, load_target
+from ._ui import serve_ui
 
 __all__ = ["cmd_schedules", "cmd_serve", "tick_line"]
 
@@ -62,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             engine.validate(schedule.dag)
     _configure_logging(args.log_level)
     with open_store(args, create=True) as store:
+        ui = serve_ui(args, store) if getattr(args, "ui", False) else None
         runners = [
             engine.derive(
                 state_store=store,
@@ -75,6 +77,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         finally:
             for runner in runners:
                 runner.close()
+            if ui is not None:
+                ui.close()
 
 
 def _live_progress(args: argparse.Namespace, store: StateStoreProtocol) -> list[RunHook]:
