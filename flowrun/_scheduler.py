@@ -57,10 +57,14 @@ from .state.records import (
 
 __all__ = ["Run"]
 
+START_COMMIT_DELAY_S = 0.002
+"""How long a batch of mere task starts may wait for the writer's next commit: a task that
+ends within it (most do) costs one row write and one commit instead of two."""
 Deferred = tuple[str, Callable[[], None], Callable[[Exception], None]]
 """A success waiting for its commit: the task, what it does then, what if it cannot be kept."""
 Held = HookEvent | Deferred  # what waits for a commit, in the order it happened
 Durable = Callable[[BaseException | None, "EncodingFailures"], None]
+FlushLater = Callable[..., bool]  # SqliteStateStore.flush_later(callback, *, within=0.0)
 EncodingFailures = list[tuple[str, str, Exception]]
 
 
@@ -98,7 +102,7 @@ class Run:
         self.mark_running = _mark_running_of(store)
         # A store that commits on its own thread (SQLite): the loop never waits for it; a
         # success takes effect (events, children, cache) once its commit is durable.
-        self.flush_later: Callable[[Durable], bool] | None = getattr(store, "flush_later", None)
+        self.flush_later: FlushLater | None = getattr(store, "flush_later", None)
         self.unconfirmed: list[Held] = []  # reported since the last flush_later
         self.confirmed: list[Held] = []  # durable now: to take effect
         self.committed_events: list[HookEvent] = []  # durable now: for the hooks
@@ -323,10 +327,15 @@ class Run:
         if self.events:  # hooks see events once their transitions are committed
             batch.extend(self.events)
             self.events = []
-        if flush_later(functools.partial(self._durable_soon, batch)):
+        if not batch:  # only starts: no hurry, a task ending soon joins the same commit
+            flush_later(None, within=START_COMMIT_DELAY_S)
+            return
+        urgent = any(type(item) is not TaskStartEvent for item in batch)
+        later = 0.0 if urgent else START_COMMIT_DELAY_S
+        if flush_later(functools.partial(self._durable_soon, batch), within=later):
             self.commits += 1
             self._awaiting_thread(1)
-        elif batch:  # nothing left to write: what they reported is durable already
+        else:  # nothing left to write: what they reported is durable already
             self.confirmed.extend(batch)
             self.poked = True
 

@@ -143,9 +143,9 @@ async def test_a_run_costs_about_one_transaction_per_scheduler_wake_up(tmp_path:
             self.flushes += 1
             self.inner.flush()
 
-        def flush_later(self, callback: Any) -> bool:
+        def flush_later(self, callback: Any, within: float = 0.0) -> bool:
             self.flushes += 1
-            asked: bool = self.inner.flush_later(callback)
+            asked: bool = self.inner.flush_later(callback, within=within)
             return asked
 
     with SqliteStateStore(tmp_path / "state.db") as store:

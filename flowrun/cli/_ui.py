@@ -12,8 +12,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from ..web import UiServer, start_ui
 from ..state.sqlite import SqliteStateStore
+from ..web import UiServer, start_ui
 from ._store import MEMORY_DB, Store, db_path
 from ._target import UsageError
 

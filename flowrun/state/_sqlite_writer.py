@@ -10,6 +10,7 @@ transition queued before it, from whichever thread asked.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -36,7 +37,7 @@ class Writer:
         self._commit = commit
         self._cv = threading.Condition(threading.Lock())
         self._jobs: list[Job] = []
-        self._wanted = False  # a group commit was asked for
+        self._due: float | None = None  # when a group commit was asked for (monotonic)
         self._stopping = False
         self._thread = threading.Thread(
             target=self._serve, name=f"flowrun-sqlite-writer {db.path}", daemon=True
@@ -47,11 +48,13 @@ class Writer:
     def on_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def commit_soon(self) -> None:
-        """Ask for a group commit, without waiting for it."""
+    def commit_soon(self, within: float = 0.0) -> None:
+        """Ask for a group commit within ``within`` seconds, without waiting for it: what is
+        reported meanwhile joins it."""
+        due = time.monotonic() + within
         with self._cv:
-            if not self._wanted:
-                self._wanted = True
+            if self._due is None or due < self._due:
+                self._due = due
                 self._cv.notify()
 
     def call(self, job: Callable[[Database], T]) -> T:
@@ -80,10 +83,17 @@ class Writer:
         cv = self._cv
         while True:
             with cv:
-                while not (self._jobs or self._wanted or self._stopping):
-                    cv.wait()
+                while not (self._jobs or self._stopping):
+                    due = self._due
+                    if due is None:
+                        cv.wait()
+                        continue
+                    wait = due - time.monotonic()
+                    if wait <= 0:
+                        break
+                    cv.wait(wait)
                 jobs, self._jobs = self._jobs, []
-                self._wanted = False
+                self._due = None
                 stopping = self._stopping
             error: BaseException | None = None
             try:

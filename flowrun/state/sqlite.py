@@ -390,15 +390,18 @@ class SqliteStateStore:
         writer's next group commit, on its thread. Raises what that commit raised."""
         self._writer.call(_nothing)
 
-    def flush_later(self, callback: Durable) -> bool:
-        """Ask the writer to commit what is pending, without waiting: ``callback(error,
-        failures)`` runs on the writer's thread once the commit holding every transition
-        reported so far is over. False (and no callback) when there is nothing to commit."""
+    def flush_later(self, callback: Durable | None, *, within: float = 0.0) -> bool:
+        """Ask the writer to commit what is pending within ``within`` seconds, without
+        waiting: ``callback(error, failures)`` runs on the writer's thread once the commit
+        holding every transition reported so far is over. False (and no callback) when there
+        is nothing to commit. The scheduler gives a little time to transitions nothing waits
+        for (a task's start): the task's end, if it comes soon, joins the same commit."""
         with self._lock:
             if not (self._pending or self._unencoded or self._writing or self._cache_puts):
                 return False
-            self._callbacks.append(callback)
-        self._writer.commit_soon()
+            if callback is not None:
+                self._callbacks.append(callback)
+        self._writer.commit_soon(within)
         return True
 
     def _group_commit(self) -> None:
