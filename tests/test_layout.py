@@ -9,7 +9,7 @@ from pathlib import Path
 import flowrun
 
 PACKAGE = Path(flowrun.__file__).resolve().parent
-PUBLIC = {"__init__", "__main__", "cli", "errors", "executors", "otel", "testing", "state"}
+PUBLIC = {"__init__", "__main__", "cli", "errors", "executors", "otel", "testing", "state", "web"}
 
 
 def _modules() -> dict[str, Path]:
