@@ -314,7 +314,10 @@ class Run:
             if self.confirmed:
                 self._take_effect()
             self._pump()
-            self._flush()
+            if self.flush_later is None:
+                self.store.flush()
+            else:
+                self._flush()
 
     def _flush(self) -> None:
         """Have the batch's transitions written: at once (in-memory store), or by the store's
@@ -520,7 +523,14 @@ class Run:
         else:
             error = future.exception()
         if error is None:
-            self._succeeded(attempt, future.result(), finished_wall, duration)
+            result = future.result()
+            error = self.record_success(attempt, result, finished_wall)
+            if error is not None:  # e.g. a result the store cannot encode: no retry helps
+                self._failed_for_good(attempt, error, finished_wall, duration)
+            elif self.flush_later is None:
+                self._succeeded(attempt, result, duration)
+            else:
+                self._succeed_once_durable(attempt, result, finished_wall, duration)
             return
         if isinstance(error, EscalatedError):
             error = error.original
@@ -558,21 +568,17 @@ class Run:
         self.status[attempt.name] = SUCCESS
         return None
 
-    def _succeeded(self, attempt: Attempt, result: Any, finished: float, duration: float) -> None:
-        error = self.record_success(attempt, result, finished)
-        if error is not None:
-            self._failed_for_good(attempt, error, finished, duration)
-            return
-        if self.flush_later is not None:
-            effect = functools.partial(self._success_durable, attempt, result, duration)
-            failed = functools.partial(
-                self._failed_for_good, attempt, finished=finished, duration=duration
-            )
-            self._hold((attempt.name, effect, failed))
-            return
-        self._success_durable(attempt, result, duration)
+    def _succeed_once_durable(
+        self, attempt: Attempt, result: Any, finished: float, duration: float
+    ) -> None:
+        effect = functools.partial(self._succeeded, attempt, result, duration)
+        failed = functools.partial(
+            self._failed_for_good, attempt, finished=finished, duration=duration
+        )
+        self._hold((attempt.name, effect, failed))
 
-    def _success_durable(self, attempt: Attempt, result: Any, duration: float) -> None:
+    def _succeeded(self, attempt: Attempt, result: Any, duration: float) -> None:
+        """The success of ``attempt`` takes effect: events, cache, children."""
         name = attempt.name
         if self.want_success:
             self.events.append(
