@@ -953,8 +953,9 @@ async def test_a_running_task_is_on_disk_while_it_runs(tmp_path: Path) -> None:
                     seen = runs[0]
                     break
             assert seen is not None, "the start was never written while the task ran"
-            assert seen.status == "RUNNING" and seen.tasks["first"].attempt == 1
-            assert not release.is_set() and not run.done()  # nothing had finished
+            assert seen.status == "RUNNING"
+            assert seen.tasks["first"].attempt == 1
+            assert not run.done()  # nothing had finished
         release.set()
         run_id = await run
         engine.close()
