@@ -10,6 +10,12 @@ On any other executor (a process pool, Dask) a sync attempt is submitted as a ``
 cannot see when a worker starts it. On timeout the executor's future is cancelled: that drops
 a call not yet started, while a running one runs on in its worker and its late result is
 discarded. The task's ``RunContext`` travels without its cancellation signal (a thread event).
+
+An async attempt's timeout can only fire while the loop runs: code that blocks it (``time.sleep``,
+CPU work, a blocking client) past the deadline returns before the timeout is delivered. Such an
+attempt with a timeout is run step by step (``_Steps``), each synchronous stretch timed on the
+loop's clock; one that kept the loop past the deadline leaves ``attempt.warning``, which the run
+logs and records on the task, instead of a SUCCESS that says nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -81,6 +88,7 @@ class Attempt:
         "start_wall",
         "timed_out",
         "timer",
+        "warning",
     )
 
     def __init__(
@@ -110,6 +118,7 @@ class Attempt:
         self.finished = False
         self.timer: asyncio.TimerHandle | None = None
         self.returns: _ReturnWatch | None = None  # see track_return()
+        self.warning: str | None = None  # an async attempt that blocked the loop past its timeout
 
     def __call__(self, future: asyncio.Future[Any]) -> None:
         """Done-callback of the attempt's future."""
@@ -213,6 +222,17 @@ class Attempt:
                 "(the late result is discarded): poll context.cancelled() to stop early"
             )
         return TaskTimeoutError(message)
+
+    def blocked_warning(self, seconds: float) -> str:
+        """What to say of an async attempt that blocked the loop ``seconds`` past its deadline."""
+        timeout = self.spec.timeout_s
+        again = f" on attempt {self.number}" if self.number > 1 else ""
+        took = f"{seconds:.1f}" if seconds >= 0.1 else f"{seconds:.3f}"
+        return (
+            f"task {self.name!r} (DAG {self.spec.dag!r}) blocked the event loop for {took} s"
+            f"{again}, past its timeout_s={timeout:g}; blocking work belongs in a sync task "
+            "(def, not async def)"
+        )
 
     def start(self, args: list[Any], kwargs: dict[str, Any], launch: Launcher) -> None:
         """Launch with ``launch`` (see ``launcher_for``); completion calls ``self``."""
@@ -342,12 +362,97 @@ async def _run_async(
         if timeout is None:
             return await func(*args, **kwargs)
         scope = asyncio.timeout(timeout)
+        work = func(*args, **kwargs)
+        steps = _Steps(work, attempt.loop, scope, timeout) if inspect.iscoroutine(work) else None
         try:
             async with scope:
-                return await func(*args, **kwargs)
+                if steps is None:
+                    return await work
+                steps.deadline = scope.when() or 0.0
+                return await steps
         except TimeoutError:
             if scope.expired():  # ours; a TimeoutError of the task's own code stays its own
                 raise attempt.timeout_error() from None
             raise
+        finally:
+            if steps is not None and steps.blocked:
+                attempt.warning = attempt.blocked_warning(steps.blocked)
     except (KeyboardInterrupt, SystemExit) as exc:
         raise EscalatedError(exc) from exc
+
+
+class _Steps(Generator[Any, Any, Any]):
+    """Awaits a coroutine one step at a time, timing each step (a stretch of synchronous code
+    during which the loop can do nothing else) on the loop's clock.
+
+    ``blocked`` is the longest step that kept the loop past ``deadline`` before the timeout
+    was delivered: one running when the deadline passed, or one that began after it (the
+    task resumed first) and lasted a whole ``timeout_s``. A step after the timeout fired (the
+    task's clean-up) is not counted. Two clock reads per step, and only for async tasks with
+    a timeout."""
+
+    __slots__ = ("blocked", "coro", "deadline", "scope", "time", "timeout")
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        loop: asyncio.AbstractEventLoop,
+        scope: asyncio.Timeout,
+        timeout: float,
+    ) -> None:
+        self.coro = coro
+        self.time = loop.time  # the clock asyncio.timeout's deadline is on
+        self.scope = scope
+        self.timeout = timeout
+        self.deadline = 0.0
+        self.blocked = 0.0
+
+    def __await__(self) -> _Steps:
+        return self
+
+    def __iter__(self) -> _Steps:
+        return self
+
+    def __next__(self) -> Any:  # how asyncio resumes a task: the hot path, kept inline
+        time = self.time
+        start = time()
+        try:
+            return self.coro.send(None)
+        finally:
+            end = time()
+            if end > self.deadline:
+                self._past_deadline(start, end)
+
+    def send(self, value: Any) -> Any:
+        time = self.time
+        start = time()
+        try:
+            return self.coro.send(value)
+        finally:
+            end = time()
+            if end > self.deadline:
+                self._past_deadline(start, end)
+
+    def throw(self, typ: Any, value: Any = None, tb: Any = None) -> Any:
+        exc = value if isinstance(value, BaseException) else typ
+        if isinstance(exc, type):
+            exc = exc() if value is None else exc(value)
+        time = self.time
+        start = time()
+        try:
+            return self.coro.throw(exc)
+        finally:
+            end = time()
+            if end > self.deadline:
+                self._past_deadline(start, end)
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def _past_deadline(self, start: float, end: float) -> None:
+        """A step that ended after the deadline: count it unless the timeout was delivered
+        already (the same at its start as now: the loop ran nothing in between)."""
+        if self.scope.expired():
+            return
+        if start <= self.deadline or end - start >= self.timeout:
+            self.blocked = max(self.blocked, end - start)

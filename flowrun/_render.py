@@ -230,9 +230,9 @@ _KEPT_MARK = "(kept)"
 
 def format_report(report: Mapping[str, Any], *, tracebacks: bool = True) -> str:
     """A run report as text: one line per task (status, attempt, duration; a mapped task's
-    instances below it, the first ``_SHOWN_INSTANCES`` of them), then the error and the
-    traceback (trimmed to user code) of every failed task. In a resumed run, a task kept
-    from the earlier run (not run again) ends with ``(kept)``."""
+    instances below it, the first ``_SHOWN_INSTANCES`` of them), the tasks' warnings, then
+    the error and the traceback (trimmed to user code) of every failed task. In a resumed
+    run, a task kept from the earlier run (not run again) ends with ``(kept)``."""
     tasks: Mapping[str, Mapping[str, Any]] = report["tasks"]
     created_at: float | None = report.get("created_at")
     lines = [f"run {report['run_id']} of DAG {report['dag_name']!r}: {report['status']}"]
@@ -256,6 +256,10 @@ def format_report(report: Mapping[str, Any], *, tracebacks: bool = True) -> str:
         lines.append(
             f"  {name:<{width}}  {info['status']:<8}  {info['attempt']:>7}  {duration:>10}{mark}"
         )
+    warnings = [w for info in tasks.values() for w in info.get("warnings") or ()]
+    if warnings:
+        lines.append("")
+        lines.extend(f"warning: {w}" for w in warnings)
     for name, info in tasks.items():
         if info["status"] != "FAILED":
             continue

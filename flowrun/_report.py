@@ -24,9 +24,10 @@ _DONE_WELL = frozenset({SUCCESS, OMITTED})
 
 
 def build_report(run: RunRecord) -> dict[str, Any]:
-    """The report of a run snapshot; tasks in topological order, plus ``traceback`` and
-    ``queued_s`` per task. A mapped task's entry aggregates its instances, which it lists
-    under ``instances`` (KEY -> the same fields), in input order."""
+    """The report of a run snapshot; tasks in topological order, plus ``traceback``,
+    ``queued_s``, ``cached_from`` and ``warnings`` per task. A mapped task's entry aggregates
+    its instances, which it lists under ``instances`` (KEY -> the same fields), in input
+    order."""
     instances: dict[str, list[tuple[str, TaskRecord]]] = {}
     for name, rec in run.tasks.items():
         if rec.map_of is not None:
@@ -65,12 +66,14 @@ def _entry(rec: TaskRecord) -> dict[str, Any]:
         "traceback": rec.traceback,
         "queued_s": rec.queued_s,
         "cached_from": rec.cached_from,
+        "warnings": list(rec.warnings),
     }
 
 
 def _aggregate(entry: dict[str, Any], own: list[TaskRecord]) -> None:
     """The highest attempt, the first start, the last finish, the first final error (input
-    order), the succeeded instances' results in input order, the total wait for slots."""
+    order), the succeeded instances' results in input order, the total wait for slots, the
+    instances' warnings after the task's own."""
     entry["attempt"] = max(r.attempt for r in own)
     starts = [r.started_at for r in own if r.started_at is not None]
     finishes = [r.finished_at for r in own if r.finished_at is not None]
@@ -83,3 +86,4 @@ def _aggregate(entry: dict[str, Any], own: list[TaskRecord]) -> None:
         entry["error"], entry["traceback"] = failed[0].error, failed[0].traceback
     entry["result"] = [r.result for r in own if r.status == SUCCESS] if not failed else None
     entry["queued_s"] = sum(r.queued_s for r in own)
+    entry["warnings"] = [*entry["warnings"], *(w for r in own for w in r.warnings)]

@@ -1,8 +1,8 @@
 """What follows an attempt that did not succeed, and a task that will not run: retries after
 their back-off, failure events, the trigger rules applied to a task whose parents are final,
-and failures and omissions carried downstream in one traversal. Functions of the ``Run``
-(``_scheduler``), in their own module to keep each to one concern; ``_triggers`` holds the
-rules themselves."""
+and failures and omissions carried downstream in one traversal; and the warning of an attempt
+that went wrong without failing. Functions of the ``Run`` (``_scheduler``), in their own module
+to keep each to one concern; ``_triggers`` holds the rules themselves."""
 
 from __future__ import annotations
 
@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from ._attempt import Attempt
     from ._scheduler import Run
 
-__all__ = ["decided_not_to_run", "failure_event", "propagate", "record_not_run", "retry", "settle"]
+__all__ = [
+    "decided_not_to_run",
+    "failure_event",
+    "note_warning",
+    "propagate",
+    "record_not_run",
+    "retry",
+    "settle",
+]
 
 
 def settle(run: Run, name: str) -> None:
@@ -179,3 +187,16 @@ def failure_event(run: Run, attempt: Attempt, duration: float, error: str, final
                 final,
             )
         )
+
+
+def note_warning(run: Run, attempt: Attempt) -> None:
+    """The attempt left a warning (``attempt.warning``: it blocked the event loop past its
+    timeout): log it, and keep it on the task's record when the store can (``add_warning`` of
+    the built-in stores; a custom store without it still gets the log record)."""
+    warning = attempt.warning
+    if warning is None:
+        return
+    run.logger.warning("%s", warning)
+    add = getattr(run.store, "add_warning", None)
+    if add is not None:
+        add(run.run_id, attempt.name, warning)

@@ -42,7 +42,7 @@ from ._resume import ResumePlan
 from ._run_abort import abort, give_up_creating
 from ._run_cache import remember, served_from_cache
 from ._run_maps import expand, instance_final
-from ._run_outcomes import failure_event, propagate, retry, settle
+from ._run_outcomes import failure_event, note_warning, propagate, retry, settle
 from .errors import Omit, describe_failure
 from .state.protocol import StateStoreProtocol
 from .state.records import (
@@ -513,6 +513,8 @@ class Run:
             self.release_pool(attempt)
         finished_wall = self.clock.time()
         duration = max(0.0, self.clock.monotonic() - attempt.start_mono)
+        if attempt.warning is not None:
+            note_warning(self, attempt)
         error: BaseException | None
         future = attempt.future
         assert future is not None

@@ -34,7 +34,8 @@ TASK_KEYS = frozenset(
         "result",
         "traceback",  # flowrun's additions to the seed's task fields: the full traceback...
         "queued_s",  # ...the seconds the task waited for slots...
-        "cached_from",  # ...and the run whose cached result it took (None: it ran)
+        "cached_from",  # ...the run whose cached result it took (None: it ran)...
+        "warnings",  # ...and what went wrong without failing it (a blocked event loop)
     }
 )
 """The fields of a task's entry in a run report (a mapped task's also has ``instances``)."""

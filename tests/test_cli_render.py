@@ -80,7 +80,7 @@ def test_plain_progress_prints_one_line_per_event() -> None:
     assert lines[4].startswith('retry   trans"form<x>#1: attempt 1/2 failed: RuntimeError')
     assert lines[6].startswith('FAILED  trans"form<x>#1 (attempt 2/2): RuntimeError')
     assert lines[7] == "skipped load: upstream task 'trans\"form<x>#1' failed"
-    assert lines[8].endswith("FAILED in 0.00s")
+    assert lines[8].endswith("FAILED in 0.00s [3/3 done]")  # every task is final
     assert len(lines) == 9  # the retried attempt's failure is its retry line, not a second one
 
 
@@ -97,6 +97,6 @@ def test_live_progress_redraws_a_status_line_that_never_wraps() -> None:
     assert any(line.endswith("...") for line in redraws)  # the long task name was cut
     assert "| 1 retry" in live.status_line()
     assert "| 1 failed | 1 skipped" in live.status_line()
-    assert live.done == 1
+    assert live.done == 3  # final: succeeded, failed for good, skipped
     assert live.total == 3
     assert text.endswith("\nFAILED in 0.00s\n")

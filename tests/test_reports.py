@@ -72,11 +72,13 @@ async def test_report_has_exactly_the_documented_keys(engine: Engine, clock: Vir
             "error",
             "result",
             "traceback",
-            "queued_s",  # the wait for slots and...
-            "cached_from",  # ...the run a cached result came from: flowrun's additions
+            "queued_s",  # the wait for slots...
+            "cached_from",  # ...the run a cached result came from...
+            "warnings",  # ...and what went wrong without failing it: flowrun's additions
         }
         assert task["queued_s"] == 0.0
         assert task["cached_from"] is None
+        assert task["warnings"] == []
         assert task["status"] == "SUCCESS"
         assert task["attempt"] == 1
         assert task["error"] is None

@@ -34,7 +34,7 @@ from flowrun import (
     build_default_engine,
 )
 from flowrun._engine import Engine
-from flowrun.state._sqlite_schema import APPLICATION_ID, MIGRATIONS
+from flowrun.state._sqlite_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from flowrun.testing import VirtualClock, run_virtual, serve_for
 
 JAN_1_2026 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
@@ -495,7 +495,7 @@ def test_a_schema_5_database_migrates_and_its_runs_read_as_manual(tmp_path: Path
         assert (run.trigger, run.scheduled_for) == ("manual", None)
         assert store.list_ticks() == []
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # 6 and on
 
 
 # -- the command line ----------------------------------------------------------------------

@@ -809,7 +809,7 @@ def test_an_older_database_gains_the_cache_and_keeps_its_runs(tmp_path: Path, ve
     with raw(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (sqlite_module.SCHEMA_VERSION,)
         columns = [row[1] for row in conn.execute("PRAGMA table_info(tasks)")]
-        assert columns[-1] == "cached_from"
+        assert columns[-2:] == ["cached_from", "warnings"]  # versions 5 and 7
         cache_columns = [row[1] for row in conn.execute("PRAGMA table_info(cache)")]
         assert cache_columns == [
             "key",
@@ -1021,3 +1021,26 @@ def test_pending_transitions_are_written_at_exit_without_close(tmp_path: Path) -
     with SqliteStateStore(db) as store:
         run = store.load_run("r")
     assert (run.status, run.tasks["a"].status, run.tasks["a"].result) == ("SUCCESS", "SUCCESS", [1])
+
+
+def test_task_warnings_are_kept_with_the_task_and_read_back_by_another_store(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "state.db"
+    with SqliteStateStore(db) as store:
+        new_run(store, "r", tasks="ab")
+        store.mark_running("r", "a", 1, 2.0)
+        store.add_warning("r", "a", "blocked the event loop for 1.0 s")
+        store.mark_success("r", "a", 2.0, 3.0, 1, True)
+        store.add_warning("r", "a", "and again")  # after it is final: its status stays
+        store.finish_run("r", "SUCCESS", 4.0)
+    with SqliteStateStore(db) as reader:
+        run = reader.load_run("r")
+        summary = reader.load_run("r", results=False)
+    assert run.tasks["a"].status == "SUCCESS"
+    assert run.tasks["a"].warnings == ("blocked the event loop for 1.0 s", "and again")
+    assert summary.tasks["a"].warnings == run.tasks["a"].warnings
+    assert run.tasks["b"].warnings == ()
+    with raw(db) as conn:
+        stored = conn.execute("SELECT name, warnings FROM tasks ORDER BY position").fetchall()
+    assert stored == [("a", '["blocked the event loop for 1.0 s", "and again"]'), ("b", None)]

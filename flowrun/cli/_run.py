@@ -19,9 +19,10 @@ from .._engine import Engine
 from .._hooks import DagStartEvent, RunHook
 from .._render import format_report
 from ..state.protocol import StateStoreProtocol
-from ..state.records import FAILED, SUCCESS
+from ..state.records import FAILED, FINISHED_STATUSES, SUCCESS
+from ._output import TaskOutput
 from ._progress import PROGRESS_MODES, LiveProgress, PlainProgress
-from ._store import db_path, open_store, serializer_name
+from ._store import Store, db_path, open_store, serializer_name
 from ._target import Target, UsageError, enter_context, enter_default_context
 
 
@@ -35,29 +36,64 @@ class _RunIdHook(RunHook):
         self.run_id = event.run_id
 
 
-def _progress_hooks(args: argparse.Namespace, store: StateStoreProtocol) -> list[RunHook]:
+def _progress_mode(args: argparse.Namespace) -> str:
+    """``live``, ``plain`` or ``off``: ``--progress`` (or ``FLOWRUN_PROGRESS``), where ``auto``
+    is live on a terminal, plain elsewhere, and off with ``--json``."""
     mode = args.progress or os.environ.get("FLOWRUN_PROGRESS") or "auto"
     if mode not in PROGRESS_MODES:
         raise UsageError(
             f"FLOWRUN_PROGRESS={mode!r} is not a progress mode; choose one of "
             f"{', '.join(PROGRESS_MODES)}"
         )
-    if mode == "off" or (mode == "auto" and args.json):
-        return []
-    stream: TextIO = sys.stderr if args.json else sys.stdout
     if mode == "auto":
-        live = stream.isatty() and os.environ.get("TERM") != "dumb"
-        mode = "live" if live else "plain"
+        if args.json:
+            return "off"
+        live = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+        return "live" if live else "plain"
+    return mode
 
-    def kept(run_id: str) -> int:
-        return sum(t.status == SUCCESS for t in store.load_run(run_id).tasks.values())
+
+def _progress_hooks(args: argparse.Namespace, store: StateStoreProtocol) -> list[RunHook]:
+    """The progress display of ``args`` on its own, without task output routing (``serve``)."""
+    return _display_hooks(_progress_mode(args), args, store)
+
+
+def _display_hooks(
+    mode: str,
+    args: argparse.Namespace,
+    store: StateStoreProtocol,
+    engine: Engine | None = None,
+    out: TaskOutput | None = None,
+) -> list[RunHook]:
+    """The progress display of ``mode``, on stdout (stderr with ``--json``), on the engine's
+    clock, sharing the task output's lock; a live one also takes the lines tasks print."""
+    if mode == "off":
+        return []
+    if out is None:
+        stream: TextIO = sys.stderr if args.json else sys.stdout
+    else:
+        stream = out.real_stderr if args.json else out.real_stdout
+    clock = None if engine is None else engine.clock
+    lock = None if out is None else out.lock
+
+    def kept(run_id: str) -> list[str]:
+        if isinstance(store, Store):  # a built-in store reads no result for this
+            record = store.load_run(run_id, results=False)
+        else:
+            record = store.load_run(run_id)
+        return [name for name, t in record.tasks.items() if t.status in FINISHED_STATUSES]
 
     if mode == "live":
-        return [LiveProgress(stream, kept=kept)]
-    return [PlainProgress(stream, kept=kept)]
+        live = LiveProgress(stream, kept=kept, clock=clock, lock=lock)
+        if out is not None:
+            out.display = live
+        return [live]
+    return [PlainProgress(stream, kept=kept, clock=clock, lock=lock)]
 
 
 def _configure_logging(level: str | None) -> None:
+    """``--log-level``: the engine's records on stderr (the task output's stream while the
+    run is on, so they show above the status line too)."""
     if level:
         logging.basicConfig(
             level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -75,37 +111,48 @@ def execute(
 ) -> int:
     """Run ``start(engine, context)`` (a coroutine giving a run id) with the CLI's store and
     progress display, then print the report; the exit code follows the run status. The
-    context is ``--context``, else the DAG's default context, else none."""
-    _configure_logging(args.log_level)
+    context is ``--context``, else the DAG's default context, else none. While it runs, what
+    tasks print goes through ``TaskOutput`` (above the status line; stderr with ``--json``)."""
+    mode = _progress_mode(args)
     tracker = _RunIdHook()
-    with open_store(args, create=True) as store:
-        runner = engine.derive(
-            state_store=store,
-            extra_hooks=[tracker, *_progress_hooks(args, store)],
-            max_parallel=args.max_parallel,
-        )
+    routed = mode != "off" or args.json  # --progress off alone changes nothing
+    with TaskOutput(prefix=mode == "plain", json=args.json, active=routed) as output:
+        _configure_logging(args.log_level)
+        with open_store(args, create=True) as store:
+            runner = engine.derive(
+                state_store=store,
+                extra_hooks=[
+                    tracker,
+                    *output.hooks,
+                    *_display_hooks(mode, args, store, engine, output),
+                ],
+                max_parallel=args.max_parallel,
+            )
 
-        async def go() -> str:
-            async with contextlib.AsyncExitStack() as stack:
-                context = await enter_context(args.context, target, stack)
-                if context is None:
-                    context = await enter_default_context(runner, dag, stack)
-                run_id: str = await start(runner, context)
-                return run_id
+            async def go() -> str:
+                async with contextlib.AsyncExitStack() as stack:
+                    context = await enter_context(args.context, target, stack)
+                    if context is None:
+                        context = await enter_default_context(runner, dag, stack)
+                    run_id: str = await start(runner, context)
+                    return run_id
 
-        try:
-            run_id = asyncio.run(go())
-        except KeyboardInterrupt:
-            if tracker.run_id is not None and db_path(args) != ":memory:":
-                print(
-                    f"\ninterrupted: run {tracker.run_id} is recorded as FAILED; continue it with"
-                    f"\n  {_resume_command(args, tracker.run_id)}",
-                    file=sys.stderr,
-                )
-            raise
-        finally:
-            runner.close()
-        report = runner.get_run_report(run_id)
+            try:
+                run_id = asyncio.run(go())
+            except KeyboardInterrupt:
+                output.end_lines()
+                if output.display is not None:
+                    output.display.close()
+                if tracker.run_id is not None and db_path(args) != ":memory:":
+                    print(
+                        f"\ninterrupted: run {tracker.run_id} is recorded as FAILED; continue "
+                        f"it with\n  {_resume_command(args, tracker.run_id)}",
+                        file=sys.stderr,
+                    )
+                raise
+            finally:
+                runner.close()
+            report = runner.get_run_report(run_id)
     hint = _encoding_hint(args, report)
     if args.json:
         print_json(report)

@@ -7,6 +7,7 @@ excepted: it is safe to load whatever this store writes).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ._prune import PRUNED_FORMAT
@@ -124,6 +125,7 @@ class ResultCodec:
             fmt,
             rec.queued_s,
             rec.cached_from,
+            json.dumps(list(rec.warnings)) if rec.warnings else None,
             rec.deps,
             rec.map_of,
             rec.mapped,
@@ -157,6 +159,7 @@ class ResultCodec:
                 t.cached_from,
                 t.fmt if stored else None,
                 t.fmt == PRUNED_FORMAT,
+                tuple(json.loads(t.warnings)) if t.warnings else (),
             )
         return RunRecord(
             run.run_id,

@@ -45,7 +45,7 @@ _RUN_COLUMNS = (
 )
 _STATE = (
     "status, attempt, started_at, finished_at, error, traceback, result, result_format, queued_s, "
-    "cached_from"
+    "cached_from, warnings"
 )
 _SUMMARY_STATE = _STATE.replace(" result,", " result IS NOT NULL,", 1)  # no result read
 _INSERT_RUN = (
@@ -55,7 +55,7 @@ _INSERT_RUN = (
 )
 _INSERT_TASK = (
     f"INSERT INTO tasks ({_STATE}, run, position, name, deps, map_of, mapped) "
-    f"VALUES ({', '.join('?' * 16)})"
+    f"VALUES ({', '.join('?' * 17)})"
 )
 _INSERT_NEW_TASK = (
     "INSERT INTO tasks (run, position, name, status, attempt, deps, mapped) "
@@ -63,7 +63,7 @@ _INSERT_NEW_TASK = (
 )
 _UPDATE_TASK = (
     "UPDATE tasks SET status = ?, attempt = ?, started_at = ?, finished_at = ?, error = ?, "
-    "traceback = ?, result = ?, result_format = ?, queued_s = ?, cached_from = ? "
+    "traceback = ?, result = ?, result_format = ?, queued_s = ?, cached_from = ?, warnings = ? "
     "WHERE run = ? AND position = ?"
 )
 _UPDATE_RUN = "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?"
@@ -85,6 +85,7 @@ class TaskRow:
     fmt: str | None  # the serializer name that encoded ``blob``
     queued_s: float | None = None  # seconds waited for slots (NULL in rows of schema < 3)
     cached_from: str | None = None  # the run a cached result came from (NULL: it ran)
+    warnings: str | None = None  # a JSON list of what went wrong without failing it (NULL: none)
     deps: tuple[str, ...] = ()  # written once with the row, never updated, as are:
     map_of: str | None = None  # an instance: its mapped task
     mapped: bool = False  # a mapped task
@@ -196,7 +197,7 @@ def write_runs(conn: sqlite3.Connection, writes: list[RunWrite]) -> list[tuple[R
             created.append((w.run, key))
             conn.executemany(_INSERT_NEW_TASK, [(key, *row) for row in w.fresh])
         if w.full:
-            conn.executemany(_INSERT_TASK, [(*row[:10], key, *row[10:]) for row in w.full])
+            conn.executemany(_INSERT_TASK, [(*row[:11], key, *row[11:]) for row in w.full])
         if w.updates:
             conn.executemany(_UPDATE_TASK, w.updates)
         if w.finished is not None:
@@ -214,18 +215,18 @@ def undo(w: RunWrite) -> None:
             run.dirty_tasks.append(t)
     if w.run.key is not None:
         if w.full:  # added to a written run: inserted again, whole
-            run.new_tasks[:0] = [run.tasks[row[11]] for row in w.full]
+            run.new_tasks[:0] = [run.tasks[row[12]] for row in w.full]
         if w.finished is not None:
             run.dirty = True
     else:
         run.dirty = True
 
 
-_NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None, None, None)
+_NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None, None, None, None)
 
 
 def _full_row(t: TaskRow, state: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A whole task row without its run's key (the 11th column, put in by ``write_runs``)."""
+    """A whole task row without its run's key (the 12th column, put in by ``write_runs``)."""
     deps = json.dumps(t.deps)  # a JSON list
     return (*state, t.position, t.name, deps, t.map_of, int(t.mapped))
 
@@ -233,7 +234,19 @@ def _full_row(t: TaskRow, state: tuple[Any, ...]) -> tuple[Any, ...]:
 def _running(t: TaskRow) -> tuple[Any, ...]:
     """The state of a task that succeeded but whose result is not encoded yet: on disk it is
     still running (a crash then fails it; it never reads back SUCCESS without its result)."""
-    return (RUNNING, t.attempt, t.started_at, None, None, None, None, None, t.queued_s, None)
+    return (
+        RUNNING,
+        t.attempt,
+        t.started_at,
+        None,
+        None,
+        None,
+        None,
+        None,
+        t.queued_s,
+        None,
+        t.warnings,
+    )
 
 
 def _state(t: TaskRow) -> tuple[Any, ...]:
@@ -248,6 +261,7 @@ def _state(t: TaskRow) -> tuple[Any, ...]:
         t.fmt,
         t.queued_s or None,  # 0: NULL, like a new row
         t.cached_from,
+        t.warnings,
     )
 
 

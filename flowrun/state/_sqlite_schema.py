@@ -90,6 +90,12 @@ def _add_schedules(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN scheduled_for REAL")
 
 
+def _add_task_warnings(conn: sqlite3.Connection) -> None:
+    """Version 7: a task row gains ``warnings``, a JSON list of what went wrong without failing
+    it (an async attempt that blocked the event loop past its timeout); NULL: none."""
+    conn.execute("ALTER TABLE tasks ADD COLUMN warnings TEXT")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _add_task_deps,
@@ -97,6 +103,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     4: _add_map_columns,
     5: _add_cache,
     6: _add_schedules,
+    7: _add_task_warnings,
 }
 """Version N -> the step that upgrades a version N-1 database to N."""
 

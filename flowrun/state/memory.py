@@ -91,6 +91,13 @@ class InMemoryStateStore:
             rec.result = result
             rec.has_result = True
 
+    def add_warning(self, run_id: str, task: str, warning: str) -> None:
+        """Keep ``warning`` about the task (e.g. its attempt blocked the event loop past its
+        timeout); its status does not change. Not part of ``StateStoreProtocol``: the engine
+        calls it on stores that have it."""
+        rec = self._task(run_id, task)
+        rec.warnings = (*rec.warnings, warning)
+
     def mark_cached(
         self,
         run_id: str,
@@ -311,6 +318,7 @@ def _snapshot(run: RunRecord, results: bool = True) -> RunRecord:
             rec.cached_from,
             rec.result_format,
             rec.result_pruned,
+            rec.warnings,
         )
     return dataclasses.replace(run, tasks=tasks)
 

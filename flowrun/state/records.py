@@ -39,7 +39,9 @@ class TaskRecord:
     A summary (``load_run(..., results=False)``, ``list_runs(..., results=False)`` of the
     built-in stores) reads no result: ``result`` is None there, while ``has_result`` and
     ``result_format`` (the serializer that stored it, so a reader can tell which it needs)
-    still describe the stored one. ``result_pruned`` marks a result that ``prune`` dropped."""
+    still describe the stored one. ``result_pruned`` marks a result that ``prune`` dropped.
+    ``warnings`` says what went wrong without failing it (``add_warning`` of the built-in
+    stores), over all its attempts, in order."""
 
     status: str = PENDING
     attempt: int = 0
@@ -56,6 +58,7 @@ class TaskRecord:
     cached_from: str | None = None  # a result served from the cache: the run that computed it
     result_format: str | None = None  # a persistent store: the serializer name of the result
     result_pruned: bool = False  # its result was dropped by ``prune(results_only=True)``
+    warnings: tuple[str, ...] = ()  # what went wrong without failing it (a blocked event loop)
 
 
 @dataclass(slots=True)

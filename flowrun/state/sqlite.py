@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -306,6 +307,14 @@ class SqliteStateStore:
         row reads back as still running, on disk and to ``load_run``."""
         rec.value, rec.unencoded = result, True
         self._unencoded.append((run_id, rec))
+
+    def add_warning(self, run_id: str, task: str, warning: str) -> None:
+        """Keep ``warning`` about the task (e.g. its attempt blocked the event loop past its
+        timeout), written with its next transition; its status does not change."""
+        with self._lock:
+            rec = self._task(run_id, task)
+            known = json.loads(rec.warnings) if rec.warnings else []
+            rec.warnings = json.dumps([*known, warning])
 
     def mark_cached(
         self,
