@@ -809,7 +809,7 @@ def test_an_older_database_gains_the_cache_and_keeps_its_runs(tmp_path: Path, ve
     with raw(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (sqlite_module.SCHEMA_VERSION,)
         columns = [row[1] for row in conn.execute("PRAGMA table_info(tasks)")]
-        assert columns[-2:] == ["cached_from", "warnings"]  # versions 5 and 7
+        assert columns[-3:] == ["cached_from", "warnings", "attempts"]  # versions 5 and 7
         cache_columns = [row[1] for row in conn.execute("PRAGMA table_info(cache)")]
         assert cache_columns == [
             "key",

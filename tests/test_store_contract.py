@@ -181,6 +181,38 @@ async def test_retries_record_attempts_and_the_last_error(
     assert report["status"] == "FAILED"
 
 
+async def test_the_retried_attempts_are_kept_with_their_times_and_errors(
+    engine: Engine, store: StateStoreProtocol, virtual_clock: VirtualClock
+) -> None:
+    failures = {"flaky": 2}
+
+    @engine.task(dag="r", retries=2, retry_delay_s=5)
+    async def flaky() -> str:
+        await virtual_clock.sleep(1)
+        failures["flaky"] -= 1
+        if failures["flaky"] >= 0:
+            raise ConnectionError(f"try again ({failures['flaky']} left)")
+        return "finally"
+
+    @engine.task(dag="r")
+    def once() -> int:
+        return 1
+
+    run_id = await engine.run_once("r")
+    with reopened(store) as view:
+        task = view.load_run(run_id).tasks["flaky"]
+        start = view.load_run(run_id).created_at
+        assert [(a.attempt, a.error) for a in task.earlier_attempts] == [
+            (1, "ConnectionError: try again (1 left)"),
+            (2, "ConnectionError: try again (0 left)"),
+        ]
+        first, second = task.earlier_attempts
+        assert (first.started_at, first.finished_at) == (start, start + 1)
+        assert (second.started_at, second.finished_at) == (start + 6, start + 7)  # 5 s back-off
+        assert (task.attempt, task.started_at) == (3, start + 17)  # then 10 s
+        assert view.load_run(run_id).tasks["once"].earlier_attempts == ()
+
+
 async def test_resume_reruns_only_what_did_not_succeed(
     engine: Engine, store: StateStoreProtocol
 ) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _web_runs import EVIL, LiveRun, Runs, make_big_run, make_runs
+from _web_runs import EVIL, LiveRun, Runs, make_big_run, make_runs, make_showcase
 from support import WAIT_S, flowrun
 
 from flowrun import InMemoryStateStore, StateDatabaseError, build_default_engine
@@ -587,3 +587,15 @@ def test_a_failed_instance_of_a_running_mapped_task_names_its_task() -> None:
         [run] = get(ui, "/api/runs").json()["runs"]
     assert run["first_failed"] == {"task": "fan", "error": "ValueError: bad"}
     assert run["counts"] == {"RUNNING": 1}
+
+
+def test_a_retried_task_carries_its_earlier_attempts_for_the_timeline(tmp_path: Path) -> None:
+    failed, _ = make_showcase(tmp_path / "flowrun.db")
+    with start_ui(tmp_path / "flowrun.db", port=0) as ui:
+        run = get(ui, f"/api/runs/{failed}").json()
+    tasks = {t["name"]: t for t in run["tasks"]}
+    (earlier,) = tasks["transform"]["earlier_attempts"]
+    assert earlier["attempt"] == 1
+    assert earlier["error"] == tasks["transform"]["error"]  # it failed the same way twice
+    assert earlier["started_at"] <= earlier["finished_at"] <= tasks["transform"]["started_at"]
+    assert tasks["extract"]["earlier_attempts"] == []

@@ -343,6 +343,9 @@ def test_a_day_of_runs_as_the_readme_shows_it(browser: WebDriver, tmp_path: Path
             }
             transform = browser.find_element(By.CSS_SELECTOR, '#tasks tr[data-task="transform"]')
             assert transform.find_elements(By.TAG_NAME, "td")[2].text == "2"  # retried once
+            bars = browser.find_elements(By.CSS_SELECTOR, '#gantt .bar[data-task="transform"]')
+            assert [b.get_attribute("data-attempt") for b in bars] == ["1", None]  # both drawn
+            assert "earlier" in (bars[0].get_attribute("class") or "")
             assert (
                 transform.find_element(By.CSS_SELECTOR, ".error-text").text == "KeyError: 'amount'"
             )

@@ -13,7 +13,7 @@ from typing import Any
 from ._prune import PRUNED_FORMAT
 from ._sqlite_errors import fail
 from ._sqlite_rows import CacheRow, RunRow, TaskRow
-from .records import CacheEntry, RunRecord, TaskRecord
+from .records import AttemptRecord, CacheEntry, RunRecord, TaskRecord
 from .serializers import JsonSerializer, ResultEncodingError, ResultSerializer, check_serializer
 
 __all__ = ["DEFAULT_SERIALIZER", "ResultCodec"]
@@ -126,6 +126,7 @@ class ResultCodec:
             rec.queued_s,
             rec.cached_from,
             json.dumps(list(rec.warnings)) if rec.warnings else None,
+            _attempts_json(rec.earlier_attempts),
             rec.deps,
             rec.map_of,
             rec.mapped,
@@ -160,6 +161,7 @@ class ResultCodec:
                 t.fmt if stored else None,
                 t.fmt == PRUNED_FORMAT,
                 tuple(json.loads(t.warnings)) if t.warnings else (),
+                _attempts(t.attempts),
             )
         return RunRecord(
             run.run_id,
@@ -198,3 +200,12 @@ class ResultCodec:
         if fmt == DEFAULT_SERIALIZER.name and self.format != fmt:
             return DEFAULT_SERIALIZER.deserialize(blob)  # JSON: safe whatever this store writes
         return self.serializer.deserialize(blob)
+
+
+def _attempts_json(attempts: tuple[AttemptRecord, ...]) -> str | None:
+    rows = [[a.attempt, a.started_at, a.finished_at, a.error] for a in attempts]
+    return json.dumps(rows) if rows else None
+
+
+def _attempts(text: str | None) -> tuple[AttemptRecord, ...]:
+    return tuple(AttemptRecord(*row) for row in json.loads(text)) if text else ()

@@ -45,7 +45,7 @@ _RUN_COLUMNS = (
 )
 _STATE = (
     "status, attempt, started_at, finished_at, error, traceback, result, result_format, queued_s, "
-    "cached_from, warnings"
+    "cached_from, warnings, attempts"
 )
 _SUMMARY_STATE = _STATE.replace(" result,", " result IS NOT NULL,", 1)  # no result read
 _INSERT_RUN = (
@@ -55,7 +55,7 @@ _INSERT_RUN = (
 )
 _INSERT_TASK = (
     f"INSERT INTO tasks ({_STATE}, run, position, name, deps, map_of, mapped) "
-    f"VALUES ({', '.join('?' * 17)})"
+    f"VALUES ({', '.join('?' * 18)})"
 )
 _INSERT_NEW_TASK = (
     "INSERT INTO tasks (run, position, name, status, attempt, deps, mapped) "
@@ -63,7 +63,8 @@ _INSERT_NEW_TASK = (
 )
 _UPDATE_TASK = (
     "UPDATE tasks SET status = ?, attempt = ?, started_at = ?, finished_at = ?, error = ?, "
-    "traceback = ?, result = ?, result_format = ?, queued_s = ?, cached_from = ?, warnings = ? "
+    "traceback = ?, result = ?, result_format = ?, queued_s = ?, cached_from = ?, warnings = ?, "
+    "attempts = ? "
     "WHERE run = ? AND position = ?"
 )
 _UPDATE_RUN = "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?"
@@ -86,6 +87,7 @@ class TaskRow:
     queued_s: float | None = None  # seconds waited for slots (NULL in rows of schema < 3)
     cached_from: str | None = None  # the run a cached result came from (NULL: it ran)
     warnings: str | None = None  # a JSON list of what went wrong without failing it (NULL: none)
+    attempts: str | None = None  # a JSON list of the retried attempts (NULL: none)
     deps: tuple[str, ...] = ()  # written once with the row, never updated, as are:
     map_of: str | None = None  # an instance: its mapped task
     mapped: bool = False  # a mapped task
@@ -197,7 +199,7 @@ def write_runs(conn: sqlite3.Connection, writes: list[RunWrite]) -> list[tuple[R
             created.append((w.run, key))
             conn.executemany(_INSERT_NEW_TASK, [(key, *row) for row in w.fresh])
         if w.full:
-            conn.executemany(_INSERT_TASK, [(*row[:11], key, *row[11:]) for row in w.full])
+            conn.executemany(_INSERT_TASK, [(*row[:12], key, *row[12:]) for row in w.full])
         if w.updates:
             conn.executemany(_UPDATE_TASK, w.updates)
         if w.finished is not None:
@@ -215,18 +217,18 @@ def undo(w: RunWrite) -> None:
             run.dirty_tasks.append(t)
     if w.run.key is not None:
         if w.full:  # added to a written run: inserted again, whole
-            run.new_tasks[:0] = [run.tasks[row[12]] for row in w.full]
+            run.new_tasks[:0] = [run.tasks[row[13]] for row in w.full]
         if w.finished is not None:
             run.dirty = True
     else:
         run.dirty = True
 
 
-_NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None, None, None, None)
+_NEW_TASK_STATE = (PENDING, 0, None, None, None, None, None, None, None, None, None, None)
 
 
 def _full_row(t: TaskRow, state: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A whole task row without its run's key (the 12th column, put in by ``write_runs``)."""
+    """A whole task row without its run's key (the 13th column, put in by ``write_runs``)."""
     deps = json.dumps(t.deps)  # a JSON list
     return (*state, t.position, t.name, deps, t.map_of, int(t.mapped))
 
@@ -246,6 +248,7 @@ def _running(t: TaskRow) -> tuple[Any, ...]:
         t.queued_s,
         None,
         t.warnings,
+        t.attempts,
     )
 
 
@@ -262,6 +265,7 @@ def _state(t: TaskRow) -> tuple[Any, ...]:
         t.queued_s or None,  # 0: NULL, like a new row
         t.cached_from,
         t.warnings,
+        t.attempts,
     )
 
 

@@ -92,8 +92,11 @@ def _add_schedules(conn: sqlite3.Connection) -> None:
 
 def _add_task_warnings(conn: sqlite3.Connection) -> None:
     """Version 7: a task row gains ``warnings``, a JSON list of what went wrong without failing
-    it (an async attempt that blocked the event loop past its timeout); NULL: none."""
+    it (an async attempt that blocked the event loop past its timeout), and ``attempts``, a
+    JSON list of its attempts that failed and were retried ([attempt, started, finished,
+    error] each); NULL: none."""
     conn.execute("ALTER TABLE tasks ADD COLUMN warnings TEXT")
+    conn.execute("ALTER TABLE tasks ADD COLUMN attempts TEXT")
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {

@@ -19,6 +19,7 @@ from .records import (
     RUNNING,
     SKIPPED,
     SUCCESS,
+    AttemptRecord,
     CacheEntry,
     PrunedRun,
     RunRecord,
@@ -138,6 +139,9 @@ class InMemoryStateStore:
         traceback: str | None,
     ) -> None:
         self._attempt_failed(run_id, task, PENDING, started_at, finished_at, error, traceback)
+        rec = self._task(run_id, task)
+        retried = AttemptRecord(rec.attempt, started_at, finished_at, error)
+        rec.earlier_attempts = (*rec.earlier_attempts, retried)
 
     def _attempt_failed(
         self,
@@ -319,6 +323,7 @@ def _snapshot(run: RunRecord, results: bool = True) -> RunRecord:
             rec.result_format,
             rec.result_pruned,
             rec.warnings,
+            rec.earlier_attempts,
         )
     return dataclasses.replace(run, tasks=tasks)
 

@@ -13,6 +13,7 @@ __all__ = [
     "RUNNING",
     "SKIPPED",
     "SUCCESS",
+    "AttemptRecord",
     "CacheEntry",
     "PrunedRun",
     "RunRecord",
@@ -30,6 +31,16 @@ OMITTED = "OMITTED"  # left out on purpose: raise Omit(...), or a trigger rule n
 FINISHED_STATUSES = frozenset({SUCCESS, FAILED, SKIPPED, OMITTED})
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """An attempt of a task that failed and was retried: which one, when it ran, its error."""
+
+    attempt: int
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+
+
 @dataclass(slots=True)
 class TaskRecord:
     """State of one task in one run. ``has_result`` tells a kept ``None`` from no result;
@@ -41,7 +52,9 @@ class TaskRecord:
     ``result_format`` (the serializer that stored it, so a reader can tell which it needs)
     still describe the stored one. ``result_pruned`` marks a result that ``prune`` dropped.
     ``warnings`` says what went wrong without failing it (``add_warning`` of the built-in
-    stores), over all its attempts, in order."""
+    stores), over all its attempts, in order. ``earlier_attempts`` are the attempts that
+    failed and were retried (``AttemptRecord``: number, start, end, error), oldest first; the
+    fields above describe the last one."""
 
     status: str = PENDING
     attempt: int = 0
@@ -59,6 +72,7 @@ class TaskRecord:
     result_format: str | None = None  # a persistent store: the serializer name of the result
     result_pruned: bool = False  # its result was dropped by ``prune(results_only=True)``
     warnings: tuple[str, ...] = ()  # what went wrong without failing it (a blocked event loop)
+    earlier_attempts: tuple[AttemptRecord, ...] = ()  # the failed attempts before the last
 
 
 @dataclass(slots=True)

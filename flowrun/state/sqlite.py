@@ -367,6 +367,9 @@ class SqliteStateStore:
     ) -> None:
         with self._lock:
             rec = self._task(run_id, task)
+            if status == PENDING:  # retried: the attempt joins the task's earlier ones
+                known = json.loads(rec.attempts) if rec.attempts else []
+                rec.attempts = json.dumps([*known, [rec.attempt, started_at, finished_at, error]])
             rec.status, rec.started_at, rec.finished_at = status, started_at, finished_at
             rec.error, rec.traceback = error, traceback
             rec.unencoded, rec.value = False, None

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .._mapping import instance_name
 from .._render import trim_traceback
 from .._report import build_report
 from ..errors import UnknownRunError, suggest
 from ..state.memory import InMemoryStateStore
-from ..state.records import FAILED, RUNNING, SUCCESS, RunRecord
+from ..state.records import FAILED, RUNNING, SUCCESS, RunRecord, TaskRecord
 from ..state.sqlite import SqliteStateStore
 
 __all__ = [
@@ -136,8 +137,9 @@ def _trimmed(trace: str | None) -> str | None:
     return "\n".join(lines)
 
 
-def _task(name: str, entry: dict[str, Any], deps: tuple[str, ...], now: float) -> dict[str, Any]:
+def _task(name: str, entry: dict[str, Any], rec: TaskRecord | None, now: float) -> dict[str, Any]:
     error = entry["error"]
+    earlier = () if rec is None else rec.earlier_attempts
     return {
         "name": name,
         "status": entry["status"],
@@ -150,7 +152,16 @@ def _task(name: str, entry: dict[str, Any], deps: tuple[str, ...], now: float) -
         "traceback": _trimmed(entry["traceback"]),
         "cached_from": entry["cached_from"],
         "warnings": list(entry.get("warnings") or ()),  # what went wrong without failing it
-        "deps": list(deps),
+        "deps": [] if rec is None or rec.map_of is not None else list(rec.deps),
+        "earlier_attempts": [  # the attempts that failed and were retried, for the timeline
+            {
+                "attempt": a.attempt,
+                "started_at": a.started_at,
+                "finished_at": a.finished_at,
+                "error": a.error if a.error is None else a.error[:ERROR_CHARS],
+            }
+            for a in earlier
+        ],
     }
 
 
@@ -160,10 +171,15 @@ def run_detail(run: RunRecord, now: float) -> dict[str, Any]:
     report = build_report(run)
     tasks = []
     for name, entry in report["tasks"].items():
-        task = _task(name, entry, run.tasks[name].deps, now)
+        task = _task(name, entry, run.tasks[name], now)
         instances = entry.get("instances")
         task["instances"] = (
-            None if instances is None else [_task(key, e, (), now) for key, e in instances.items()]
+            None
+            if instances is None
+            else [
+                _task(key, e, run.tasks.get(instance_name(name, key)), now)
+                for key, e in instances.items()
+            ]
         )
         tasks.append(task)
     return {**run_summary(run, now), "now": now, "tasks": tasks}

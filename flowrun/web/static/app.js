@@ -228,6 +228,14 @@
       bar.style.left = pct(task.started_at);
       bar.style.width = "calc(" + pct(stop) + " - " + pct(task.started_at) + ")";
       const track = h("div", { class: "track" });
+      for (const a of task.earlier_attempts || []) {  // retried attempts, before the last one
+        if (a.started_at === null || a.finished_at === null) continue;
+        const early = h("div", { class: "bar earlier st-FAILED", "data-task": task.name, "data-attempt": String(a.attempt),
+          title: task.name + ": attempt " + a.attempt + " failed after " + seconds(a.finished_at - a.started_at) + (a.error ? ": " + a.error : "") });
+        early.style.left = pct(a.started_at);
+        early.style.width = "calc(" + pct(a.finished_at) + " - " + pct(a.started_at) + ")";
+        track.append(early);
+      }
       if (task.queued_s > 0) {
         const queued = h("div", { class: "queued", title: "waited " + seconds(task.queued_s) + " for a slot" });
         queued.style.left = pct(task.started_at - task.queued_s);
