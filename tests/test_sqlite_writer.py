@@ -271,3 +271,21 @@ async def test_a_big_result_is_encoded_off_the_loop_without_stalling_other_tasks
     assert report["status"] == "SUCCESS"
     assert len(json.dumps(report["tasks"]["big"]["result"])) == one_piece
     assert max(lateness) < stall / 2, (max(lateness), stall)
+
+
+def test_a_current_database_opens_and_reads_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """Opening checks the schema in a read transaction and takes the write lock only to
+    migrate: `flowrun runs`, the web view or a second store can start during a long write."""
+    db = tmp_path / "state.db"
+    with SqliteStateStore(db) as store:
+        store.create_run(RunRecord("r", "d", 1.0, tasks={"a": TaskRecord()}))
+        store.finish_run("r", "FAILED", 2.0)
+    locker = Locker(db)
+    try:
+        with SqliteStateStore(db, busy_timeout_s=0.2) as reader:
+            assert [r.run_id for r in reader.list_runs()] == ["r"]
+            assert reader.load_run("r").status == "FAILED"
+    finally:
+        locker.close()

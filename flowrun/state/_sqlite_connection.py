@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from . import _sqlite_schema
 from ._sqlite_errors import database_error, explain, fail, not_ours
 from ._sqlite_schema import SQLITE_HEADER, migrate, schema_version
 
@@ -101,11 +102,12 @@ class Database:
         conn = self._connect()
         try:
             check = functools.partial(schema_version, path=self.path)
-            self._retry(lambda: self._transaction(conn, check, write=False))  # one consistent view
+            version = self._retry(lambda: self._transaction(conn, check, write=False))
             self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchall())
             conn.execute("PRAGMA synchronous = NORMAL")
-            upgrade = functools.partial(migrate, path=self.path)
-            self._retry(lambda: self._transaction(conn, upgrade))
+            if version < _sqlite_schema.SCHEMA_VERSION:  # a current file: no write lock taken
+                upgrade = functools.partial(migrate, path=self.path)
+                self._retry(lambda: self._transaction(conn, upgrade))
         except BaseException as error:
             conn.close()
             if isinstance(error, sqlite3.Error):
