@@ -49,6 +49,9 @@ async def abort(run: Run, exc: BaseException, started: float) -> None:
     run.ready.clear()
     run.limiter.give_back(run)
     run.events = []
+    if run.start_timer is not None:
+        run.start_timer.cancel()
+        run.start_timer = None
     run.logger.warning("run %s of DAG %r: %s", run.run_id, run.dag_name, what)
     run.aborting = True  # its end is written at once, the loop may be going away
     try:

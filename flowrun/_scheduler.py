@@ -16,6 +16,7 @@ import functools
 import inspect
 import logging
 import random
+import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -58,8 +59,8 @@ from .state.records import (
 __all__ = ["Run"]
 
 START_COMMIT_DELAY_S = 0.002
-"""How long a batch of mere task starts may wait for the writer's next commit: a task that
-ends within it (most do) costs one row write and one commit instead of two."""
+"""How long a batch of mere task starts may wait for its commit: a task that ends within it
+(most do) costs one row write and one commit instead of two."""
 Deferred = tuple[str, Callable[[], None], Callable[[Exception], None]]
 """A success waiting for its commit: the task, what it does then, what if it cannot be kept."""
 Held = HookEvent | Deferred  # what waits for a commit, in the order it happened
@@ -110,6 +111,10 @@ class Run:
         self.commits = 0  # group commits asked for and not over yet
         self.store_error: BaseException | None = None
         self.aborting = False
+        self.deferred: list[Held] = []  # starts whose commit may wait a little
+        self.start_timer: asyncio.TimerHandle | None = None  # when they may wait no more
+        self.starts_due = False
+        self.started = False  # a task launched since the last flush (its start to write)
         self.clock = clock
         self.limiter = limiter
         self._attempt_done = self.attempt_done  # bound once, not per attempt
@@ -124,6 +129,7 @@ class Run:
         self.random: Callable[[], float] = getattr(clock, "random", None) or rng.random
         self.loop = asyncio.get_running_loop()
         self.virtual = hasattr(self.loop, "executor_jobs")
+        self.loop_thread = threading.get_ident()
         self.kept: Mapping[str, TaskRecord] = {} if resume is None else resume.kept
         self.resumed_from = None if resume is None else resume.resumed_from
         self.kept_instances = {} if resume is None else resume.kept_instances
@@ -299,7 +305,7 @@ class Run:
                 await self._emit()
             if not self.completed and not self.poked:
                 busy = self.running or self.ready or self.sleeping or self.parked
-                if not busy and not self.commits:
+                if not busy and not self.commits and self.start_timer is None:
                     return
                 self.waiter = loop.create_future()
                 try:
@@ -327,25 +333,46 @@ class Run:
             self.store.flush()
             return
         batch, self.unconfirmed = self.unconfirmed, []
+        if self.deferred:  # starts held back by an earlier call, before what came since
+            batch[:0] = self.deferred
+            self.deferred = []
         if self.events:  # hooks see events once their transitions are committed
             batch.extend(self.events)
             self.events = []
-        if not batch:  # only starts: no hurry, a task ending soon joins the same commit
-            flush_later(None, within=START_COMMIT_DELAY_S)
+        if not self.starts_due and all(type(item) is TaskStartEvent for item in batch):
+            # Only starts: no hurry, a task ending within the delay joins the same commit.
+            if not (batch or self.started):
+                return  # nothing new at all
+            self.started = False
+            self.deferred = batch
+            if self.start_timer is None:
+                self.start_timer = self.loop.call_later(START_COMMIT_DELAY_S, self._starts_due)
             return
-        urgent = any(type(item) is not TaskStartEvent for item in batch)
-        later = 0.0 if urgent else START_COMMIT_DELAY_S
-        if flush_later(functools.partial(self._durable_soon, batch), within=later):
-            self.commits += 1
-            self._awaiting_thread(1)
-        else:  # nothing left to write: what they reported is durable already
+        if self.start_timer is not None:
+            self.start_timer.cancel()
+            self.start_timer = None
+        self.starts_due = self.started = False
+        self.commits += 1
+        self._awaiting_thread(1)
+        if not flush_later(functools.partial(self._durable_soon, batch)):
+            self.commits -= 1  # nothing left to write: what they reported is durable already
+            self._awaiting_thread(-1)
             self.confirmed.extend(batch)
             self.poked = True
+
+    def _starts_due(self) -> None:
+        self.start_timer = None
+        self.starts_due = True
+        self.wake()
 
     def _durable_soon(
         self, batch: list[Held], error: BaseException | None, failures: EncodingFailures
     ) -> None:
-        """On the store's writer thread: hand the commit's outcome to the loop."""
+        """Where the commit ended (the store's writer thread, or the loop itself when the
+        store committed in ``flush_later``): hand its outcome to the loop."""
+        if threading.get_ident() == self.loop_thread:
+            self._durable(batch, error, failures)
+            return
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             self.loop.call_soon_threadsafe(self._durable, batch, error, failures)
 
@@ -465,6 +492,7 @@ class Run:
         queued = self.queued
         self.mark_running(self.run_id, name, number, now, queued.get(name, 0.0) if queued else 0.0)
         self.status[name] = RUNNING
+        self.started = True
         plan = spec.plan
         context = None
         if plan.wants_context:

@@ -18,9 +18,13 @@ from . import _sqlite_schema
 from ._sqlite_errors import database_error, explain, fail, not_ours
 from ._sqlite_schema import SQLITE_HEADER, migrate, schema_version
 
-__all__ = ["Database"]
+__all__ = ["Busy", "Database"]
 
 T = TypeVar("T")
+
+
+class Busy(Exception):
+    """``Database.attempt``: another connection holds the write lock (nothing was written)."""
 
 
 class Database:
@@ -43,6 +47,37 @@ class Database:
         in WAL mode they never wait for a writer, so the event loop can use it while this
         one is busy committing or waiting for another process's lock."""
         return Database(self.path, self.busy_timeout_s, reader=True)
+
+    def sibling(self) -> Database:
+        """A second connection that never waits for the write lock (``attempt``) and never
+        checkpoints by itself (a checkpoint syncs the file: ``checkpoint()`` on another
+        thread does it)."""
+        other = Database(self.path, 0.0, reader=True)
+        other._connection().execute("PRAGMA wal_autocheckpoint = 0")
+        other._connection().execute("PRAGMA synchronous = NORMAL")
+        return other
+
+    def attempt(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(conn)`` in one write transaction if the write lock is free at once; raises
+        ``Busy`` (nothing written) if another connection holds it."""
+        conn = self._connection()
+        try:
+            return self._transaction(conn, work, write=True)
+        except sqlite3.OperationalError as error:
+            code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise Busy(str(error)) from error
+            raise database_error(self.path, explain(error)) from error
+        except sqlite3.Error as error:
+            raise database_error(self.path, explain(error)) from error
+
+    def checkpoint(self) -> None:
+        """Move committed pages from the WAL into the file, without waiting for anyone."""
+        conn = self._connection()
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as error:
+            raise database_error(self.path, explain(error)) from error
 
     @property
     def closed(self) -> bool:

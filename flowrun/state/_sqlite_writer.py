@@ -32,9 +32,13 @@ class Writer:
     the store's exit handler commits what is pending on the exiting thread instead.
     """
 
-    def __init__(self, db: Database, commit: Callable[[], None]) -> None:
+    def __init__(
+        self, db: Database, commit: Callable[[], object], connections: threading.Lock
+    ) -> None:
         self.db = db
         self._commit = commit
+        self.connections = connections  # held while the store's connections write
+        self.working = False  # jobs queued, or a batch of them (and its commit) in progress
         self._cv = threading.Condition(threading.Lock())
         self._jobs: list[Job] = []
         self._due: float | None = None  # when a group commit was asked for (monotonic)
@@ -61,15 +65,21 @@ class Writer:
         """Run ``job(db)`` on the writer after committing what is pending, and wait for it.
         On the writer's own thread (or once it stopped: at exit), run it here."""
         if self.on_thread or not self._thread.is_alive():
-            self._commit()
-            return job(self.db)
+            with self.connections:
+                self._commit()
+                return job(self.db)
+        return self.submit(job).result()
+
+    def submit(self, job: Callable[[Database], T]) -> Future[T]:
+        """Queue ``job(db)`` for the writer (after a group commit); its future."""
         future: Future[T] = Future()
         with self._cv:
             if self._stopping:
                 raise RuntimeError("the state store's writer has stopped")
             self._jobs.append((job, future))
+            self.working = True
             self._cv.notify()
-        return future.result()
+        return future
 
     def stop(self) -> None:
         """Let the thread finish what is queued, then end it."""
@@ -95,18 +105,25 @@ class Writer:
                 jobs, self._jobs = self._jobs, []
                 self._due = None
                 stopping = self._stopping
-            error: BaseException | None = None
-            try:
-                self._commit()  # delivers its own failure to whoever waits for it
-            except BaseException as exc:  # handed to the jobs below, which need the commit
-                error = exc
-            for job, future in jobs:
-                if error is not None:
-                    future.set_exception(error)
-                    continue
-                try:
-                    future.set_result(job(self.db))
-                except BaseException as exc:  # the caller re-raises it
-                    future.set_exception(exc)
+                self.working = True
+            with self.connections:
+                self._run(jobs)
+            with cv:
+                self.working = bool(self._jobs)
             if stopping and not self._jobs:
                 return
+
+    def _run(self, jobs: list[Job]) -> None:
+        error: BaseException | None = None
+        try:
+            self._commit()  # delivers its own failure to whoever waits for it
+        except BaseException as exc:  # handed to the jobs below, which need the commit
+            error = exc
+        for job, future in jobs:
+            if error is not None:
+                future.set_exception(error)
+                continue
+            try:
+                future.set_result(job(self.db))
+            except BaseException as exc:  # the caller re-raises it
+                future.set_exception(exc)

@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 from .._clock import Clock, SystemClock
 from ..errors import UnknownRunError, describe_failure
 from ._prune import choose, prune_rule
-from ._sqlite_connection import Database
+from ._sqlite_connection import Busy, Database
 from ._sqlite_errors import StateDatabaseError
 from ._sqlite_recovery import fail_dead_runs, this_process
 from ._sqlite_results import DEFAULT_SERIALIZER, ResultCodec
@@ -107,6 +107,28 @@ Durable = Callable[[BaseException | None, EncodingFailures], None]
 the results it could not encode."""
 
 _BEING_WRITTEN = 0  # a new run's key while its insert is in flight (SQLite row ids are >= 1)
+
+
+_SMALL_ROWS = 256  # results a caller encodes itself in one commit, at most
+_SMALL_TEXT = 16_384  # characters (or bytes) of a result a caller encodes itself, at most
+_CHECKPOINT_EVERY = 200  # the caller's own commits between two checkpoints by the writer
+_SCALARS = (str, int, float, bool)
+
+
+def _small(value: Any) -> bool:
+    """A result cheap to encode on the caller's thread (the event loop)."""
+    kind = type(value)
+    if value is None or kind is bool or kind is int or kind is float:
+        return True
+    if kind is str or kind is bytes:
+        return len(value) <= _SMALL_TEXT
+    if kind is list or kind is tuple or kind is dict:
+        items = value.values() if kind is dict else value
+        return len(value) <= 64 and all(
+            v is None or (type(v) in _SCALARS and (type(v) is not str or len(v) <= 1024))
+            for v in items
+        )
+    return False
 
 
 def _nothing(db: Database) -> None:
@@ -215,7 +237,11 @@ class SqliteStateStore:
         self._db = Database(self.path, self.busy_timeout_s)
         self._reader = self._db.reader()
         self._read_lock = threading.Lock()  # the reader connection, one caller at a time
-        self._writer = Writer(self._db, self._group_commit)
+        self._inline = self._db.sibling()  # the caller's own commits, when they cost less
+        self._inline_commits = 0
+        self._connections = threading.Lock()  # one group commit at a time, whoever makes it
+        self._carried: EncodingFailures = []  # of a commit that found the lock taken
+        self._writer = Writer(self._db, self._group_commit, self._connections)
         self._closed = False
         _OPEN_STORES.add(self)  # closed (so flushed) at interpreter exit if the user forgot
         self.recovered: list[str] = self.recover() if recover else []
@@ -223,7 +249,7 @@ class SqliteStateStore:
     @property
     def transactions(self) -> int:
         """Write transactions committed by this store so far (the benchmark reports it)."""
-        return self._db.transactions
+        return self._db.transactions + self._inline.transactions
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work`` in a read transaction of the reader connection: it sees what is
@@ -403,29 +429,50 @@ class SqliteStateStore:
         self._writer.call(_nothing)
 
     def flush_later(self, callback: Durable | None, *, within: float = 0.0) -> bool:
-        """Ask the writer to commit what is pending within ``within`` seconds, without
-        waiting: ``callback(error, failures)`` runs on the writer's thread once the commit
-        holding every transition reported so far is over. False (and no callback) when there
-        is nothing to commit. The scheduler gives a little time to transitions nothing waits
-        for (a task's start): the task's end, if it comes soon, joins the same commit."""
+        """Have what is pending committed within ``within`` seconds, without waiting for the
+        disk or a lock: ``callback(error, failures)`` runs once the commit holding every
+        transition reported so far is over. False (and no callback) when there is nothing to
+        commit. The scheduler gives a little time to transitions nothing waits for (a task's
+        start): the task's end, if it comes soon, joins the same commit.
+
+        When the writer is idle, the results to encode are small (none bigger than a few
+        KB) and the write lock is free at once, the caller commits it itself: that costs
+        tens of microseconds, less than handing it to the writer's thread and back.
+        Otherwise, or if another connection holds the lock, the writer does."""
         with self._lock:
             if not (self._pending or self._unencoded or self._writing or self._cache_puts):
                 return False
             if callback is not None:
                 self._callbacks.append(callback)
+            here = within <= 0 and callback is not None and not self._writer.working
+            here = here and self._small()
+        if here and self._connections.acquire(blocking=False):
+            try:
+                done = self._group_commit(inline=True)
+            finally:
+                self._connections.release()
+            if done:
+                return True
         self._writer.commit_soon(within)
         return True
 
-    def _group_commit(self) -> None:
+    def _small(self) -> bool:
+        """Whether the results to encode are cheap enough to encode on the caller's thread."""
+        unencoded = self._unencoded
+        return len(unencoded) <= _SMALL_ROWS and all(_small(rec.value) for _, rec in unencoded)
+
+    def _group_commit(self, inline: bool = False) -> bool:
         """Write everything reported since the last group commit in one transaction (on the
-        writer's thread). Results are encoded first, outside the lock, so transitions go on
-        meanwhile; one that cannot be encoded fails its task (``failures``)."""
+        writer's thread, or ``inline`` on the caller's if the write lock is free at once:
+        False, nothing written, if it is not). Results are encoded first, outside the lock,
+        so transitions go on meanwhile; one that cannot be encoded fails its task
+        (``failures``)."""
         with self._lock:
             callbacks, self._callbacks = self._callbacks, []
             unencoded, self._unencoded = self._unencoded, []
             values = [(run_id, rec, rec.value) for run_id, rec in unencoded]
+            failures, self._carried = self._carried, []
         encoded = [(r, rec, value, self._encode(r, rec, value)) for r, rec, value in values]
-        failures: EncodingFailures = []
         with self._lock:
             for run_id, rec, value, outcome in encoded:
                 if not rec.unencoded or rec.value is not value:
@@ -444,7 +491,14 @@ class SqliteStateStore:
         created: list[tuple[RunRow, int]] = []
         try:
             if writes or puts or expired:
-                created = self._db.run(_writing(writes, list(puts.values()), expired), write=True)
+                work = _writing(writes, list(puts.values()), expired)
+                created = self._inline.attempt(work) if inline else self._db.run(work, True)
+        except Busy:  # inline only: the writer will wait for the lock instead
+            self._rewind(writes, puts, expired)
+            with self._lock:
+                self._callbacks[:0] = callbacks
+                self._carried[:0] = failures
+            return False
         except StateDatabaseError as exc:
             runs = ", ".join(sorted({w.run.run_id for w in writes})) or "none"
             error = StateDatabaseError(f"{exc} (writing run(s) {runs})", path=exc.path)
@@ -455,11 +509,16 @@ class SqliteStateStore:
             self._rewind(writes, puts, expired)
         else:
             self._written(writes, created)
+        if inline and error is None and writes:
+            self._inline_commits += 1
+            if self._inline_commits % _CHECKPOINT_EVERY == 0:  # off this thread: it syncs
+                self._writer.submit(lambda db: db.checkpoint())
         for callback in callbacks:
             with contextlib.suppress(Exception):  # a callback's failure is its owner's
                 callback(error, failures)
-        if error is not None:
+        if error is not None and not (inline and callbacks):  # else theirs to raise
             raise error
+        return True
 
     def _encode(self, run_id: str, rec: TaskRow, value: Any) -> bytes | Exception:
         try:
@@ -751,6 +810,7 @@ class SqliteStateStore:
             self._writer.stop()
             self._db.close()
             self._reader.close()
+            self._inline.close()
 
     def __enter__(self) -> SqliteStateStore:
         return self
