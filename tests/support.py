@@ -64,3 +64,31 @@ def flowrun(
         timeout=timeout,
         check=False,
     )
+
+
+def on_a_terminal(cwd: Path, *args: str) -> tuple[int, bytes]:
+    """``python -m flowrun ARGS`` with a pseudo-terminal as stdin, stdout and stderr: its
+    exit code and every byte it wrote, read until the terminal closed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
+    env.update(TERM="xterm", COLUMNS="200")
+    main, replica = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowrun", *args],
+        cwd=cwd,
+        env=env,
+        stdin=replica,
+        stdout=replica,
+        stderr=replica,
+    )
+    os.close(replica)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return proc.wait(timeout=60), b"".join(chunks)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import flowrun
+from support import flowrun, on_a_terminal
 
 from flowrun import SqliteStateStore
 from flowrun.state.records import CacheEntry
@@ -471,30 +470,9 @@ def test_progress_modes(project: Path) -> None:
 
 def test_live_progress_on_a_terminal(project: Path) -> None:
     (project / "broken.flag").touch()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
-    env["TERM"] = "xterm"
-    main, replica = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flowrun", "run", "pipeline.py", "etl"],
-        cwd=project,
-        env=env,
-        stdin=replica,
-        stdout=replica,
-        stderr=replica,
-    )
-    os.close(replica)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main)
-    assert proc.wait(timeout=60) == 1
-    out = b"".join(chunks).decode()
+    returncode, printed = on_a_terminal(project, "run", "pipeline.py", "etl")
+    assert returncode == 1
+    out = printed.decode()
     assert "\x1b[K" in out  # the status line is redrawn in place
     assert "1/3 done" in out
     assert "running 1: transform" in out

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from support import flowrun
+from support import flowrun, on_a_terminal
 
 from flowrun import Omit, TaskStartEvent, build_default_engine
 from flowrun.cli._output import TaskOutput
@@ -90,34 +88,6 @@ TASK_LINES = {
 def project(tmp_path: Path) -> Path:
     (tmp_path / "pipeline.py").write_text(PIPELINE, encoding="utf-8")
     return tmp_path
-
-
-def on_a_terminal(cwd: Path, *args: str) -> tuple[int, bytes]:
-    """``python -m flowrun ARGS`` with a pseudo-terminal as stdin, stdout and stderr: its
-    exit code and every byte it wrote, read until the terminal closed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
-    env.update(TERM="xterm", COLUMNS="200")
-    main, replica = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flowrun", *args],
-        cwd=cwd,
-        env=env,
-        stdin=replica,
-        stdout=replica,
-        stderr=replica,
-    )
-    os.close(replica)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main)
-    return proc.wait(timeout=60), b"".join(chunks)
 
 
 def screen(output: str) -> list[str]:

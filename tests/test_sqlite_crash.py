@@ -50,6 +50,19 @@ def read_line(proc: subprocess.Popen[str]) -> str:
     return line.strip()
 
 
+def resume_in_a_new_process(mode: str, db: Path, log: Path, run_id: str) -> str:
+    """``_sqlite_worker.py MODE`` resumes ``run_id`` in a fresh process; the new run's id."""
+    resumed = subprocess.run(
+        [sys.executable, WORKER, mode, str(db), str(log), run_id],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    return resumed.stdout.strip()
+
+
 def executions(log: Path) -> Counter[str]:
     return Counter(log.read_text(encoding="utf-8").split())
 
@@ -95,15 +108,7 @@ def test_sigkill_mid_run_then_recover_and_resume_from_another_process(tmp_path: 
     assert executions(log) == {"extract": 1, "audit": 1, "transform": 1}
 
     # A fresh engine in another process, with its tasks registered again, continues the run.
-    resumed = subprocess.run(
-        [sys.executable, WORKER, "resume", str(db), str(log), run_id],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    new_id = resumed.stdout.strip()
+    new_id = resume_in_a_new_process("resume", db, log, run_id)
 
     with SqliteStateStore(db) as store:
         engine = build_default_engine(state_store=store)
@@ -224,16 +229,9 @@ def test_sigkill_during_a_retry_back_off_keeps_the_attempt_and_resume_runs_it(
     assert after["error"].endswith("died before this task's start was recorded")
     assert report["tasks"]["source"]["status"] == "SUCCESS"
 
-    resumed = subprocess.run(
-        [sys.executable, WORKER, "resume-backoff", str(db), str(log), run_id],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    new_id = resume_in_a_new_process("resume-backoff", db, log, run_id)
     with SqliteStateStore(db) as store:
-        again = build_default_engine(state_store=store).get_run_report(resumed.stdout.strip())
+        again = build_default_engine(state_store=store).get_run_report(new_id)
     assert again["status"] == "SUCCESS"
     assert again["tasks"]["store_it"]["result"] == 42
     assert executions(log) == {"source": 1, "fetch": 2, "store_it": 1}
@@ -269,16 +267,9 @@ def test_sigkill_inside_a_group_commit_loses_no_committed_result_and_no_consumer
     assert tasks["audit"]["error"].startswith("ProcessDied: ")
     assert tasks["transform"]["status"] == tasks["load"]["status"] == "SKIPPED"
 
-    resumed = subprocess.run(
-        [sys.executable, WORKER, "resume", str(db), str(log), run_id],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    new_id = resume_in_a_new_process("resume", db, log, run_id)
     with SqliteStateStore(db) as store:
-        report = build_default_engine(state_store=store).get_run_report(resumed.stdout.strip())
+        report = build_default_engine(state_store=store).get_run_report(new_id)
     assert report["status"] == "SUCCESS"
     assert report["tasks"]["load"]["result"] == 60
     assert executions(log) == {"extract": 1, "audit": 2, "transform": 1, "load": 1}

@@ -3,10 +3,12 @@
 Why it looks the way it does:
 
 - The scheduler reports transitions as they happen; they only change in-memory rows and mark
-  them dirty. A writer thread owns the connection (``_sqlite_writer``) and commits in groups:
-  everything reported since its last commit, results encoded there too, in one ``BEGIN
-  IMMEDIATE`` transaction. So the event loop never waits on the disk, on encoding a big
-  result, or on another process's lock; a busy run costs far fewer commits than wake-ups.
+  them dirty. ``flush_later`` has everything reported since the last commit written in one
+  ``BEGIN IMMEDIATE`` transaction (a group commit): by the caller itself when the batch is
+  small and the write lock is free at once (a second connection that never waits and never
+  checkpoints), else by a writer thread that owns the main connection (``_sqlite_writer``),
+  which also encodes big results and waits out another process's lock. So the event loop
+  never waits on the disk, on encoding a big result, or on another process's lock.
 - Durability: ``flush_later(callback)`` tells the scheduler when what it reported is
   committed, and a success takes effect only then: no hook, consumer or report sees a
   SUCCESS (or its result) that a crash could lose. A task's start (RUNNING) is written by
