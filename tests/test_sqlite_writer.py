@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import flowrun.state.sqlite as sqlite_store
 from flowrun import (
     SqliteStateStore,
     StateDatabaseError,
@@ -289,3 +290,33 @@ def test_a_current_database_opens_and_reads_while_another_process_holds_the_lock
             assert reader.load_run("r").status == "FAILED"
     finally:
         locker.close()
+
+
+async def test_big_results_are_written_a_few_mb_per_transaction_and_all_before_consumers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer splits a group commit of big results into transactions of about
+    ``_COMMIT_BYTES`` (so the WAL stays small), and confirms the batch only after the last."""
+    monkeypatch.setattr(sqlite_store, "_COMMIT_BYTES", 50_000)
+    db = tmp_path / "state.db"
+    with SqliteStateStore(db) as store:
+        engine = build_default_engine(state_store=store, max_parallel=10)
+        for i in range(10):
+            engine.task(f"big{i}", dag="p")(lambda i=i: str(i) * 20_000)  # 20 KB: the writer's
+
+        def check(parts: dict[str, str]) -> int:
+            assert all(committed_status(db, name) == ("SUCCESS", True) for name in parts)
+            return sum(map(len, parts.values()))
+
+        names = [f"big{i}" for i in range(10)]  # a consumer of all ten, by parameter name
+        namespace: dict[str, Any] = {"check": check}
+        exec(f"def total({', '.join(names)}):\n    return check(dict(locals()))", namespace)
+        engine.task("total", dag="p", deps=names)(namespace["total"])
+
+        before = store.transactions
+        report = engine.get_run_report(await engine.run_once("p"))
+        used = store.transactions - before
+    assert report["status"] == "SUCCESS"
+    assert report["tasks"]["total"]["result"] == 200_000
+    assert report["tasks"]["big7"]["result"] == "7" * 20_000
+    assert used >= 4  # 200 KB of results in transactions of about 50 KB

@@ -114,6 +114,7 @@ _BEING_WRITTEN = 0  # a new run's key while its insert is in flight (SQLite row 
 _SMALL_ROWS = 256  # results a caller encodes itself in one commit, at most
 _SMALL_TEXT = 16_384  # characters (or bytes) of a result a caller encodes itself, at most
 _CHECKPOINT_EVERY = 200  # the caller's own commits between two checkpoints by the writer
+_COMMIT_BYTES = 8_000_000  # results written by one of the writer's transactions, about
 _SCALARS = (str, int, float, bool)
 
 
@@ -135,10 +136,6 @@ def _small(value: Any) -> bool:
 
 def _nothing(db: Database) -> None:
     """The job of ``flush()``: the writer commits before every job."""
-
-
-def _encoded(row: TaskRow) -> bool:
-    return not row.unencoded
 
 
 def _writing(
@@ -486,7 +483,7 @@ class SqliteStateStore:
                 rec.status = FAILED
                 rec.error, rec.traceback = describe_failure(outcome)
                 failures.append((run_id, rec.name, outcome))
-            writes = self._snapshot()
+            writes, more = self._snapshot(None if inline else _COMMIT_BYTES)
             puts, self._cache_puts = self._cache_puts, {}
             expired, self._cache_expired = self._cache_expired, {}
         error: BaseException | None = None
@@ -511,6 +508,16 @@ class SqliteStateStore:
             self._rewind(writes, puts, expired)
         else:
             self._written(writes, created)
+        while more and error is None:  # big results: a few MB per transaction, the WAL small
+            with self._lock:
+                writes, more = self._snapshot(_COMMIT_BYTES)
+            try:
+                created = self._db.run(_writing(writes, [], {}), True)
+            except BaseException as exc:
+                error = exc
+                self._rewind(writes, {}, {})
+            else:
+                self._written(writes, created)
         if inline and error is None and writes:
             self._inline_commits += 1
             if self._inline_commits % _CHECKPOINT_EVERY == 0:  # off this thread: it syncs
@@ -528,22 +535,36 @@ class SqliteStateStore:
         except Exception as error:  # the task fails with it
             return error
 
-    def _snapshot(self) -> list[RunWrite]:
-        """Copy what is pending (under the lock); a run with a result still to encode stays
+    def _snapshot(self, budget: int | None) -> tuple[list[RunWrite], bool]:
+        """Copy what is pending (under the lock), and whether ``budget`` (bytes of results)
+        left some of it for another transaction; a run with a result still to encode stays
         pending for the next commit."""
         owner = self._owner
         writes = []
         later: dict[str, RunRow] = {}
+        left = budget if budget is not None else 0
+
+        def ready(row: TaskRow) -> bool:
+            nonlocal left
+            if row.unencoded:
+                return False
+            if budget is None or row.blob is None:
+                return True
+            if left <= 0:
+                return False
+            left -= len(row.blob)
+            return True
+
         for run_id, run in self._pending.items():
             new = run.key is None
-            writes.append(snapshot(run, owner, _encoded))
+            writes.append(snapshot(run, owner, ready))
             if new:
                 run.key = _BEING_WRITTEN  # tasks added meanwhile join ``new_tasks``
             if run.dirty_tasks or run.new_tasks or run.dirty:
                 later[run_id] = run
         self._pending = later
         self._writing = {w.run.run_id for w in writes}
-        return writes
+        return writes, budget is not None and left <= 0 and bool(later)
 
     def _rewind(
         self, writes: list[RunWrite], puts: dict[str, CacheRow], expired: dict[str, float]
