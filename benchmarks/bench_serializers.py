@@ -3,7 +3,7 @@
 
 Encodes one list-of-dicts result of about ``--mb`` MB of JSON (10 by default: rows of ints,
 floats, bools, strings, a short list and a nested dict, like a table a task hands to the next)
-with ``JsonSerializer()`` (the default: one ``json.dumps``) and with
+with ``JsonSerializer()`` (the default: ``json.dumps``, in slices for a big list or dict) and with
 ``JsonSerializer(strict=True)`` (the old default: ``json.dumps``, then ``json.loads`` and a
 comparison, to refuse what JSON would change). A bare ``json.dumps(value).encode()`` is timed
 too, as the floor. Prints the best time of each, its throughput in MB of JSON per second and

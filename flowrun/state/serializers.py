@@ -109,7 +109,9 @@ class JsonSerializer(ResultSerializer):
 
     Stores whatever ``json.dumps`` accepts, with its semantics: tuples come back as lists,
     ``int``/``float``/``bool``/``None`` dict keys as ``str``, NaN and infinities are kept. One
-    ``json.dumps`` per result: a value is walked only when that fails, to name the culprit.
+    ``json.dumps`` per result (a big list or dict: per slice of 1000 items, the same text, so a
+    thread encoding it lets others run between slices); a value is walked only when that
+    fails, to name the culprit.
 
     ``JsonSerializer(strict=True)`` refuses anything JSON would change, so a resumed run
     receives exactly what its task produced; it checks by decoding each result again.
