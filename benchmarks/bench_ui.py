@@ -24,7 +24,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
 import statistics
@@ -36,37 +35,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flowrun import SqliteStateStore, build_default_engine
+from flowrun import SqliteStateStore
 from flowrun.web import start_ui
 from flowrun.web._data import run_detail
 from flowrun.web._svg import render_run_svg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _web_runs import CHROMIUM_FLAGS, make_big_run
+
 TARGET_MS = 1000.0
-
-
-def build(db: Path, tasks: int, width: int) -> str:
-    with SqliteStateStore(db) as store:
-        engine = build_default_engine(state_store=store, max_parallel=64)
-        names = [f"step_{i:05d}" for i in range(tasks)]
-        for i, name in enumerate(names):
-            layer = i // width
-            deps: list[str] = []
-            if layer:
-                before = names[(layer - 1) * width : layer * width]
-                deps = sorted({before[i % len(before)], before[(i * 7 + 3) % len(before)]})
-
-            def work(i: int = i) -> int:
-                if i == tasks - 1:
-                    raise RuntimeError("the last step fails")
-                return i
-
-            engine.task(name, dag="big", deps=deps, retain_result=False)(work)
-
-        async def main() -> str:
-            async with engine:
-                return await engine.run_once("big")
-
-        return asyncio.run(main())
 
 
 def timed(action: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
@@ -99,20 +76,8 @@ def browser_load_ms(url: str, repeat: int) -> list[float] | str:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     profile = tempfile.mkdtemp(prefix="flowrun-bench-")
-    for flag in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,860",
-    ]:
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
     loads = []
     try:
@@ -146,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "flowrun.db"
         start = time.perf_counter()
-        run_id = build(db, args.tasks, args.width)
+        run_id = make_big_run(db, args.tasks, args.width)
         print(
             f"built a {args.tasks}-task run in {time.perf_counter() - start:.2f}s", file=sys.stderr
         )

@@ -99,6 +99,22 @@ class LiveRun:
         self.store.close()
 
 
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # without these, Chromium's own connections to
+    "--disable-component-update",  # the network are refused here and slow it down
+    "--disable-sync",
+    "--window-size=1280,860",
+)
+"""How the browser tests and ``benchmarks/bench_ui.py`` start Debian's headless Chromium
+(with a new ``--user-data-dir`` each)."""
+
+
 def make_big_run(db: Path, tasks: int = 1000, width: int = 40) -> str:
     """One run of DAG ``big``: ``tasks`` no-op tasks in layers of ``width``, each after the
     first layer depending on two tasks of the layer before; the last task fails."""

@@ -35,7 +35,15 @@ if _missing:
         raise RuntimeError(f"FLOWRUN_REQUIRE_BROWSER=1 but {_reason}")
     pytest.skip(_reason, allow_module_level=True)
 
-from _web_runs import EVIL, LiveRun, Runs, make_big_run, make_runs, make_showcase  # noqa: E402
+from _web_runs import (  # noqa: E402
+    CHROMIUM_FLAGS,
+    EVIL,
+    LiveRun,
+    Runs,
+    make_big_run,
+    make_runs,
+    make_showcase,
+)
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -63,19 +71,7 @@ def browser() -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="flowrun-chromium-")
-    for flag in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",  # without these, Chromium's own connections to
-        "--disable-component-update",  # the network are refused here and slow it down
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,860",
-    ]:
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
