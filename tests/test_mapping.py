@@ -387,7 +387,9 @@ def test_resume_runs_again_the_instances_whose_input_changed() -> None:
     finally:
         loop.close()
     assert again["tasks"]["square"]["result"] == [1, 25, 9]
-    assert calls == [1, 2, 3, 5]  # keys 0 and 2 kept (same input); key 1 ran again
+    # keys 0 and 2 kept (same input); key 1 ran again (sync instances run at once, any order)
+    assert sorted(calls[:3]) == [1, 2, 3]
+    assert calls[3:] == [5]
     assert again["tasks"]["fail_once"]["result"] == 35
 
 

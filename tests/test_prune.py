@@ -350,7 +350,7 @@ def test_prune_on_a_missing_database_creates_nothing(tmp_path: Path) -> None:
 
 def test_prune_is_in_the_help(tmp_path: Path) -> None:
     top = flowrun(tmp_path, "--help").stdout
-    assert "prune     delete old runs (or only their results) from the database" in top
+    assert "prune      delete old runs (or only their results) from the database" in top
     text = flowrun(tmp_path, "prune", "--help").stdout
     for option in ("--older-than", "--keep-last", "--dag", "--results-only", "--dry-run"):
         assert option in text

@@ -725,6 +725,34 @@ class OlderProtocolStore:
         return getattr(self.inner, name)
 
 
+def _delegate(name: str) -> Any:
+    def method(self: OlderProtocolStore, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.inner, name)(*args, **kwargs)
+
+    return method
+
+
+# Defined on the class, not only reached through __getattr__: from Python 3.12 on,
+# isinstance() with a runtime-checkable protocol looks attributes up statically.
+for _name in (
+    "create_run",
+    "add_tasks",
+    "mark_running",
+    "mark_success",
+    "mark_cached",
+    "mark_failed",
+    "mark_retry",
+    "mark_skipped",
+    "mark_omitted",
+    "finish_run",
+    "flush",
+    "cache_get",
+    "cache_put",
+    "cache_clear",
+):
+    setattr(OlderProtocolStore, _name, _delegate(_name))
+
+
 def test_a_custom_store_without_summaries_or_prune_is_still_a_store_and_runs_dags() -> None:
     store = OlderProtocolStore()
     assert isinstance(store, StateStoreProtocol)  # prune is not part of the protocol

@@ -49,6 +49,19 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+class _WideCommands(argparse.HelpFormatter):
+    """The top-level help, the same on Python 3.11 to 3.13: from 3.13 on, argparse measures
+    the column of the commands' help with their indentation, before it without; starting
+    from the measure of the longest command (``widest``, set by ``build_parser``) gives both
+    the 3.13 layout."""
+
+    widest = 0
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog)
+        self._action_max_length = max(self._action_max_length, self.widest)
+
+
 def _formats_epilog(meanings: dict[str, str]) -> str:
     """The ``--format`` choices, one line each (for a ``RawDescriptionHelpFormatter`` epilog)."""
     width = max(map(len, meanings))
@@ -78,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
             "2 usage error, 130 interrupted (Ctrl-C: the run is recorded as FAILED; resume "
             "continues it)."
         ),
+        formatter_class=_WideCommands,
     )
     parser.add_argument("--version", action="version", version=f"flowrun {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -224,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prune_command(sub, db)
     _add_schedule_commands(sub, db)
     add_ui_command(sub)
+    _WideCommands.widest = 4 + max(map(len, sub.choices))  # a command, as indented in the help
     return parser
 
 
