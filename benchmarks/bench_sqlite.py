@@ -31,6 +31,7 @@ Usage:
   python benchmarks/bench_sqlite.py                          # the whole matrix, best of 3
   python benchmarks/bench_sqlite.py --shape layered --kind async --tasks 10000
   python benchmarks/bench_sqlite.py --big 1000 --json out.json
+  python benchmarks/bench_sqlite.py --start-delay 0.002   # SqliteStateStore(start_delay_s=...)
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import flowrun
 DAG_NAME = "bench"
 TARGETS = {("layered", "async", 10_000): 1.5, ("layered", "sync", 10_000): 1.2}
 SHAPES = ("layered", "chain", "fanout")
+STORE_OPTIONS: dict[str, Any] = {}  # --start-delay
 KINDS = ("async", "sync")
 
 Graph = dict[str, tuple[str, ...]]
@@ -124,7 +126,7 @@ async def measure(
         memory_times.append(elapsed)
         with tempfile.TemporaryDirectory(prefix="flowrun-bench-") as tmp:
             path = os.path.join(tmp, "state.db")
-            with flowrun.SqliteStateStore(path) as store:
+            with flowrun.SqliteStateStore(path, **STORE_OPTIONS) as store:
                 elapsed, count = await time_run(graph, store, max_parallel, function)
             sqlite_times.append(elapsed)
             transactions.append(count)
@@ -150,9 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="RNG seed of the layered shape")
     p.add_argument("--big", type=int, default=0, metavar="N", help="add N tasks returning MBs")
     p.add_argument("--big-mb", type=float, default=1.0, help="each big result's size (1 MB)")
+    p.add_argument(
+        "--start-delay", type=float, default=0.0, help="SqliteStateStore's start_delay_s"
+    )
     p.add_argument("--json", metavar="PATH", default=None, help="also write results as JSON")
     ns = p.parse_args(argv)
     sizes = ns.tasks or [1000, 10_000]
+    if ns.start_delay:
+        STORE_OPTIONS["start_delay_s"] = ns.start_delay
     if min(sizes) < 1 or ns.repeat < 1 or ns.max_parallel < 1 or ns.big < 0:
         p.error("--tasks, --repeat and --max-parallel must be >= 1, --big >= 0")
     print(

@@ -30,7 +30,7 @@ def expand(run: Run, name: str) -> None:
     try:
         pairs = map_items(spec, run.results.get(source))
     except MapInputError as error:
-        _fail(run, name, describe(error))
+        run.fail_outright(name, describe(error))
         return
     run.store.mark_running(run.run_id, name, 0, run.clock.time())
     run.status[name] = RUNNING
@@ -106,7 +106,9 @@ def map_final(run: Run, name: str) -> None:
     now = run.clock.time()
     failed = [i for i in instances if status[i] != SUCCESS and status[i] != OMITTED]
     if failed:
-        _fail(run, name, run.errors.get(failed[0], f"instance {failed[0]!r} {status[failed[0]]}"))
+        run.fail_outright(
+            name, run.errors.get(failed[0], f"instance {failed[0]!r} {status[failed[0]]}")
+        )
         return
     results = run.instance_results
     succeeded = [results.pop(i) for i in instances if status[i] == SUCCESS]
@@ -127,11 +129,6 @@ def map_final(run: Run, name: str) -> None:
         run.children_may_start(name, succeeded)  # which also releases its parents' results
 
     run.after_durable(name, effect, lambda error: run.fail_outright(name, describe(error)))
-
-
-def _fail(run: Run, name: str, text: str) -> None:
-    """The mapped task ``name`` failed for good (its input, or one of its instances)."""
-    run.fail_outright(name, text)
 
 
 def _same_item(old: object, new: object) -> bool:

@@ -45,7 +45,7 @@ from ._run_cache import remember, served_from_cache
 from ._run_maps import expand, instance_final
 from ._run_outcomes import failure_event, note_warning, propagate, retry, settle
 from .errors import Omit, describe_failure
-from .state.protocol import StateStoreProtocol
+from .state.protocol import Durable, EncodingFailures, StateStoreProtocol
 from .state.records import (
     FAILED,
     OMITTED,
@@ -58,15 +58,10 @@ from .state.records import (
 
 __all__ = ["Run"]
 
-START_COMMIT_DELAY_S = 0.002
-"""How long a batch of mere task starts may wait for its commit: a task that ends within it
-(most do) costs one row write and one commit instead of two."""
 Deferred = tuple[str, Callable[[], None], Callable[[Exception], None]]
 """A success waiting for its commit: the task, what it does then, what if it cannot be kept."""
 Held = HookEvent | Deferred  # what waits for a commit, in the order it happened
-Durable = Callable[[BaseException | None, "EncodingFailures"], None]
-FlushLater = Callable[..., bool]  # SqliteStateStore.flush_later(callback, *, within=0.0)
-EncodingFailures = list[tuple[str, str, Exception]]
+FlushLater = Callable[[Durable], bool]  # a store's optional flush_later (see state.protocol)
 
 
 class Run:
@@ -115,6 +110,9 @@ class Run:
         self.start_timer: asyncio.TimerHandle | None = None  # when they may wait no more
         self.starts_due = False
         self.started = False  # a task launched since the last flush (its start to write)
+        # How long a batch of mere starts may wait for its commit (SqliteStateStore's
+        # start_delay_s): a task ending within it costs one commit instead of two.
+        self.start_delay: float = getattr(store, "start_delay_s", 0.0)
         self.clock = clock
         self.limiter = limiter
         self._attempt_done = self.attempt_done  # bound once, not per attempt
@@ -339,14 +337,16 @@ class Run:
         if self.events:  # hooks see events once their transitions are committed
             batch.extend(self.events)
             self.events = []
-        if not self.starts_due and all(type(item) is TaskStartEvent for item in batch):
-            # Only starts: no hurry, a task ending within the delay joins the same commit.
-            if not (batch or self.started):
-                return  # nothing new at all
+        if (
+            self.start_delay
+            and (batch or self.started)
+            and not self.starts_due
+            and all(type(item) is TaskStartEvent for item in batch)
+        ):  # only starts: a task ending within the delay joins the same commit
             self.started = False
             self.deferred = batch
             if self.start_timer is None:
-                self.start_timer = self.loop.call_later(START_COMMIT_DELAY_S, self._starts_due)
+                self.start_timer = self.loop.call_later(self.start_delay, self._starts_due)
             return
         if self.start_timer is not None:
             self.start_timer.cancel()
@@ -357,8 +357,9 @@ class Run:
         if not flush_later(functools.partial(self._durable_soon, batch)):
             self.commits -= 1  # nothing left to write: what they reported is durable already
             self._awaiting_thread(-1)
-            self.confirmed.extend(batch)
-            self.poked = True
+            if batch:
+                self.confirmed.extend(batch)
+                self.poked = True
 
     def _starts_due(self) -> None:
         self.start_timer = None

@@ -143,9 +143,9 @@ async def test_a_run_costs_about_one_transaction_per_scheduler_wake_up(tmp_path:
             self.flushes += 1
             self.inner.flush()
 
-        def flush_later(self, callback: Any, within: float = 0.0) -> bool:
+        def flush_later(self, callback: Any) -> bool:
             self.flushes += 1
-            asked: bool = self.inner.flush_later(callback, within=within)
+            asked: bool = self.inner.flush_later(callback)
             return asked
 
     with SqliteStateStore(tmp_path / "state.db") as store:
@@ -474,6 +474,8 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
         SqliteStateStore(tmp_path / "a.db", cache_ttl_s=-1)
     with pytest.raises(ValueError, match="'busy_timeout_s' must be"):
         SqliteStateStore(tmp_path / "a.db", busy_timeout_s=True)
+    with pytest.raises(ValueError, match="'start_delay_s' must be a number of seconds >= 0"):
+        SqliteStateStore(tmp_path / "a.db", start_delay_s=-0.5)
     with SqliteStateStore(tmp_path / "a.db") as store:
         new_run(store, "r")
         with pytest.raises(ValueError, match="run id 'r' already exists"):
@@ -925,15 +927,44 @@ async def test_json_results_read_with_any_serializer(tmp_path: Path) -> None:
 # -- what another process sees while a run works, and failures of the store itself -----------
 
 
-async def test_a_running_task_is_on_disk_while_it_runs(tmp_path: Path) -> None:
-    """A task's start is written by the writer's next commit, without waiting for anything
-    to finish (within ``START_COMMIT_DELAY_S``): a crash while the very first task runs finds
-    it RUNNING (so recover fails it as 'process died'), and another process watching the file
-    sees it running."""
+async def test_the_first_tasks_are_running_on_disk_before_anything_finishes(
+    tmp_path: Path,
+) -> None:
+    """A crash while the very first task runs must find it RUNNING (so recover fails it as
+    'process died'), and another process watching the file must see it running."""
     db = tmp_path / "state.db"
     started = threading.Event()
     release = threading.Event()
     with SqliteStateStore(db) as store:
+        engine = build_default_engine(state_store=store)
+
+        @engine.task(dag="p")
+        def first() -> int:
+            started.set()
+            release.wait(10)
+            return 1
+
+        run = asyncio.ensure_future(engine.run_once("p"))
+        assert await asyncio.to_thread(started.wait, 10)
+        with SqliteStateStore(db) as watcher:
+            (seen,) = watcher.list_runs()
+            assert (seen.status, seen.tasks["first"].status) == ("RUNNING", "RUNNING")
+            assert seen.tasks["first"].attempt == 1
+        release.set()
+        run_id = await run
+        engine.close()
+        assert store.load_run(run_id).status == "SUCCESS"
+
+
+async def test_with_a_start_delay_a_running_task_is_on_disk_while_it_runs(
+    tmp_path: Path,
+) -> None:
+    """With ``start_delay_s`` a task's start waits for that long for its commit, not for the
+    task to finish: another process watching the file sees it running while it runs."""
+    db = tmp_path / "state.db"
+    started = threading.Event()
+    release = threading.Event()
+    with SqliteStateStore(db, start_delay_s=0.002) as store:
         engine = build_default_engine(state_store=store)
 
         @engine.task(dag="p")
@@ -947,7 +978,7 @@ async def test_a_running_task_is_on_disk_while_it_runs(tmp_path: Path) -> None:
         with SqliteStateStore(db) as watcher:
             deadline = time.monotonic() + 10
             seen = None
-            while time.monotonic() < deadline:  # the writer's own commit, not ours
+            while time.monotonic() < deadline:  # the delayed commit, not one of ours
                 runs = await asyncio.to_thread(watcher.list_runs)
                 if runs and runs[0].tasks["first"].status == "RUNNING":
                     seen = runs[0]

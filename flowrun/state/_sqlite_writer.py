@@ -10,7 +10,6 @@ transition queued before it, from whichever thread asked.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -41,7 +40,7 @@ class Writer:
         self.working = False  # jobs queued, or a batch of them (and its commit) in progress
         self._cv = threading.Condition(threading.Lock())
         self._jobs: list[Job] = []
-        self._due: float | None = None  # when a group commit was asked for (monotonic)
+        self._wanted = False  # a group commit was asked for
         self._stopping = False
         self._thread = threading.Thread(
             target=self._serve, name=f"flowrun-sqlite-writer {db.path}", daemon=True
@@ -52,19 +51,20 @@ class Writer:
     def on_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def commit_soon(self, within: float = 0.0) -> None:
-        """Ask for a group commit within ``within`` seconds, without waiting for it: what is
-        reported meanwhile joins it."""
-        due = time.monotonic() + within
+    def commit_soon(self) -> None:
+        """Ask for a group commit, without waiting for it."""
         with self._cv:
-            if self._due is None or due < self._due:
-                self._due = due
+            if not self._wanted:
+                self._wanted = True
                 self._cv.notify()
 
     def call(self, job: Callable[[Database], T]) -> T:
         """Run ``job(db)`` on the writer after committing what is pending, and wait for it.
         On the writer's own thread (or once it stopped: at exit), run it here."""
-        if self.on_thread or not self._thread.is_alive():
+        if self.on_thread:  # a job of this thread's: it holds ``connections`` already
+            self._commit()
+            return job(self.db)
+        if not self._thread.is_alive():
             with self.connections:
                 self._commit()
                 return job(self.db)
@@ -93,17 +93,10 @@ class Writer:
         cv = self._cv
         while True:
             with cv:
-                while not (self._jobs or self._stopping):
-                    due = self._due
-                    if due is None:
-                        cv.wait()
-                        continue
-                    wait = due - time.monotonic()
-                    if wait <= 0:
-                        break
-                    cv.wait(wait)
+                while not (self._jobs or self._wanted or self._stopping):
+                    cv.wait()
                 jobs, self._jobs = self._jobs, []
-                self._due = None
+                self._wanted = False
                 stopping = self._stopping
                 self.working = True
             with self.connections:

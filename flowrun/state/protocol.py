@@ -17,10 +17,19 @@ needs them. The command line only opens built-in stores.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .records import CacheEntry, RunRecord, TaskRecord
+
+EncodingFailures = list[tuple[str, str, Exception]]
+"""(run id, task, error) of the results a group commit could not encode: those tasks FAILED."""
+
+Durable = Callable[[BaseException | None, EncodingFailures], None]
+"""The callback of a store's optional ``flush_later(callback) -> bool`` (the SQLite store
+has it): called once the commit of everything reported before is over, with its error (None:
+durable) and the results it could not encode. The scheduler uses it instead of ``flush()``
+when the store has it, so it never waits for the commit."""
 
 __all__ = ["StateStoreProtocol"]
 

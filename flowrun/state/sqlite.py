@@ -11,10 +11,10 @@ Why it looks the way it does:
   never waits on the disk, on encoding a big result, or on another process's lock.
 - Durability: ``flush_later(callback)`` tells the scheduler when what it reported is
   committed, and a success takes effect only then: no hook, consumer or report sees a
-  SUCCESS (or its result) that a crash could lose. A task's start (RUNNING) is written by
-  the commit after it began: a process killed in between leaves it PENDING on disk, and
-  ``recover`` says it died "before this task's start was recorded". Reads see every
-  transition reported before them (they wait for the commit), from any thread.
+  SUCCESS (or its result) that a crash could lose. A task's start (RUNNING) is committed as
+  it is launched, unless ``start_delay_s`` lets a batch of mere starts wait (see the class
+  docstring). Reads see every transition reported before them (they wait for the commit),
+  from any thread.
 - WAL mode lets readers (reports, ``list_runs``) work while another process writes; writers
   take turns through SQLite's lock, waiting up to the busy timeout, with our own retry for the
   few cases where SQLite reports "busy" without waiting. ``synchronous=NORMAL``: a process
@@ -82,6 +82,7 @@ from ._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from ._sqlite_ticks import insert_tick, select_ticks, update_tick
 from ._sqlite_writer import Writer
 from ._ticks import check_limit
+from .protocol import Durable, EncodingFailures
 from .records import (
     FAILED,
     OMITTED,
@@ -100,13 +101,6 @@ from .serializers import ResultSerializer
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStateStore", "StateDatabaseError"]
 
 T = TypeVar("T")
-
-EncodingFailures = list[tuple[str, str, Exception]]
-"""(run id, task, error) of the results a group commit could not encode: those tasks FAILED."""
-
-Durable = Callable[[BaseException | None, EncodingFailures], None]
-"""Called on the writer thread once a group commit is over: its error (None: durable), and
-the results it could not encode."""
 
 _BEING_WRITTEN = 0  # a new run's key while its insert is in flight (SQLite row ids are >= 1)
 
@@ -185,6 +179,12 @@ class SqliteStateStore:
       match, then serves each from the cache when it can.
     - ``recover=True`` runs ``recover()`` at open: see there. ``recovered`` lists the ids.
     - ``busy_timeout_s``: how long a write waits for another process's transaction.
+    - ``start_delay_s`` (default 0): how long the commit of a batch of mere task starts may
+      wait. 0: a task's RUNNING is committed as it is launched (before an async task's code
+      runs, while the write lock is free), so a crash always finds it RUNNING. A few
+      milliseconds: a task that ends within them costs one commit instead of two (a chain of
+      short tasks runs faster), but one killed in that window reads back PENDING, and
+      recovery records it SKIPPED ("died before this task's start was recorded").
 
     Cached task results are shared by every store on the file: ``cache_put`` is written at
     the next ``flush()`` (this store's ``cache_get`` sees it before), ``cache_get`` always
@@ -211,9 +211,15 @@ class SqliteStateStore:
         *,
         busy_timeout_s: float = 30.0,
         clock: Clock | None = None,
+        start_delay_s: float = 0.0,
     ) -> None:
         self._results = ResultCodec(serializer)  # refuses a serializer that cannot be used
-        for label, value in (("cache_ttl_s", cache_ttl_s), ("busy_timeout_s", busy_timeout_s)):
+        checked = (
+            ("cache_ttl_s", cache_ttl_s),
+            ("busy_timeout_s", busy_timeout_s),
+            ("start_delay_s", start_delay_s),
+        )
+        for label, value in checked:
             if value is None and label == "cache_ttl_s":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -222,6 +228,7 @@ class SqliteStateStore:
         self.serializer = serializer
         self.cache_ttl_s = cache_ttl_s
         self.busy_timeout_s = float(busy_timeout_s)
+        self.start_delay_s = float(start_delay_s)  # read by the scheduler
         self.clock: Clock = clock if clock is not None else SystemClock()  # recovery timestamps
         self._lock = threading.RLock()  # the rows below; never held while waiting on the writer
         self._live: dict[str, RunRow] = {}  # runs this store is writing: the source of truth
@@ -427,12 +434,10 @@ class SqliteStateStore:
         writer's next group commit, on its thread. Raises what that commit raised."""
         self._writer.call(_nothing)
 
-    def flush_later(self, callback: Durable | None, *, within: float = 0.0) -> bool:
-        """Have what is pending committed within ``within`` seconds, without waiting for the
-        disk or a lock: ``callback(error, failures)`` runs once the commit holding every
-        transition reported so far is over. False (and no callback) when there is nothing to
-        commit. The scheduler gives a little time to transitions nothing waits for (a task's
-        start): the task's end, if it comes soon, joins the same commit.
+    def flush_later(self, callback: Durable) -> bool:
+        """Have what is pending committed, without waiting for the disk or a lock:
+        ``callback(error, failures)`` runs once the commit holding every transition reported
+        so far is over. False (and no callback) when there is nothing to commit.
 
         When the writer is idle, the results to encode are small (none bigger than a few
         KB) and the write lock is free at once, the caller commits it itself: that costs
@@ -441,10 +446,8 @@ class SqliteStateStore:
         with self._lock:
             if not (self._pending or self._unencoded or self._writing or self._cache_puts):
                 return False
-            if callback is not None:
-                self._callbacks.append(callback)
-            here = within <= 0 and callback is not None and not self._writer.working
-            here = here and self._small()
+            self._callbacks.append(callback)
+            here = not self._writer.working and self._small()
         if here and self._connections.acquire(blocking=False):
             try:
                 done = self._group_commit(inline=True)
@@ -452,7 +455,7 @@ class SqliteStateStore:
                 self._connections.release()
             if done:
                 return True
-        self._writer.commit_soon(within)
+        self._writer.commit_soon()
         return True
 
     def _small(self) -> bool:
