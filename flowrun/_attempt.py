@@ -44,6 +44,11 @@ THREAD_POOLS = (ThreadPoolExecutor, DaemonThreadPool)
 contextvars, and their timeout starts when a worker picks them up."""
 
 
+_PLAIN_RUN_IN_EXECUTOR = asyncio.BaseEventLoop.run_in_executor
+"""A loop whose ``run_in_executor`` is this one sees nothing of the calls it does not make:
+the engine's own pool then bypasses it (``DaemonThreadPool.call_for_loop``)."""
+
+
 class _ReturnWatch:
     """Whether a watched call is really over, whether its attempt was abandoned, and what to
     run once it is over."""
@@ -174,6 +179,8 @@ class Attempt:
             self.context.cancel()
         if self.future is not None and not self.future.done():
             self.future.cancel()
+            if self.spec.is_async:  # its late outcome is retrieved, so asyncio logs none
+                self.future.add_done_callback(self)
 
     def track_return(self) -> None:
         """Before ``start``: watch for the call itself to be over, not only its asyncio side
@@ -242,12 +249,14 @@ class Attempt:
             self.start_mono = self.clock.monotonic()
             future = self.loop.create_future()
             future.set_exception(exc)
+            future.add_done_callback(self)
         self.future = future
-        future.add_done_callback(self)
 
 
 Launcher = Callable[[Attempt, list[Any], dict[str, Any]], "asyncio.Future[Any]"]
-"""Starts an attempt's call and returns its future: one per kind of execution, chosen once."""
+"""Starts an attempt's call and returns its future: one per kind of execution, chosen once.
+It also sees to the attempt being called once the future has its outcome (a done callback,
+or something cheaper: see ``_run_async`` and ``DaemonThreadPool.call_for_loop``)."""
 
 
 def launch_async(attempt: Attempt, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
@@ -262,6 +271,7 @@ def launch_async(attempt: Attempt, args: list[Any], kwargs: dict[str, Any]) -> a
 def launcher_for(executor: Executor) -> Launcher:
     """How sync tasks start on ``executor``: decided once per executor, not per attempt."""
     if isinstance(executor, THREAD_POOLS):
+        direct = executor.call_for_loop if isinstance(executor, DaemonThreadPool) else None
 
         def on_thread(
             attempt: Attempt, args: list[Any], kwargs: dict[str, Any]
@@ -269,13 +279,21 @@ def launcher_for(executor: Executor) -> Launcher:
             ctx = contextvars.copy_context()
             spec = attempt.spec
             clock, func = attempt.clock, spec.func
+            loop = attempt.loop
             if attempt.returns is not None:
-                return _submit_tracked(
+                future = _submit_tracked(
                     executor, attempt, ctx.run, _run_sync, attempt, clock, func, args, kwargs
                 )
-            return attempt.loop.run_in_executor(
-                executor, ctx.run, _run_sync, attempt, clock, func, args, kwargs
-            )
+            elif direct and type(loop).run_in_executor is _PLAIN_RUN_IN_EXECUTOR:
+                return direct(
+                    loop, ctx.run, _run_sync, attempt, clock, func, args, kwargs, then=attempt
+                )
+            else:  # e.g. a virtual-time loop, which counts the calls in flight
+                future = loop.run_in_executor(
+                    executor, ctx.run, _run_sync, attempt, clock, func, args, kwargs
+                )
+            future.add_done_callback(attempt)
+            return future
 
         return on_thread
     pickler = call_pickler(executor)
@@ -295,6 +313,7 @@ def launcher_for(executor: Executor) -> Launcher:
             future = attempt.loop.run_in_executor(executor, call)
         if spec.timeout_s is not None:
             attempt.timer = attempt.loop.call_later(spec.timeout_s, attempt.time_out)
+        future.add_done_callback(attempt)
         return future
 
     return pickled
@@ -379,6 +398,16 @@ async def _run_async(
                 attempt.warning = attempt.blocked_warning(steps.blocked)
     except (KeyboardInterrupt, SystemExit) as exc:
         raise EscalatedError(exc) from exc
+    except GeneratorExit:  # closed, never finished (its loop is closing): nobody waits
+        attempt.finished = True
+        raise
+    finally:
+        # The attempt's end, told from inside its coroutine: its asyncio task is done by the
+        # time the scheduler looks (it sets the outcome in this same step), and a done
+        # callback would cost a loop handle per task.
+        if not attempt.finished:  # abandoned already (an aborting run): nobody waits
+            attempt.finished = True
+            attempt.on_done(attempt)
 
 
 class _Steps(Generator[Any, Any, Any]):

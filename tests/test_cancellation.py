@@ -7,6 +7,7 @@ KeyboardInterrupt and SystemExit escape an event loop, so those tests run their 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from collections import Counter
@@ -111,6 +112,41 @@ async def test_cancelling_run_once_finalizes_the_run_and_reraises() -> None:
     assert report["tasks"]["after"]["status"] == "SKIPPED"
     assert calls == Counter(quick=1, slow=1)
     assert [(e.run_id, e.status) for e in ends] == [(report["run_id"], "FAILED")]
+
+
+async def test_an_abandoned_async_task_raising_on_cancel_is_not_logged_as_unretrieved() -> None:
+    # The engine learns of an async attempt's end from inside its coroutine, not through a
+    # done callback; an attempt abandoned by a cancelled run gets one, so that its late
+    # error is retrieved and asyncio does not log "Task exception was never retrieved".
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+    engine = build_default_engine(clock=new_clock())
+    scope = engine.dag("c")
+    started = asyncio.Event()
+    raised = asyncio.Event()
+
+    @scope.task(name="stubborn")
+    async def stubborn() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raised.set()
+            raise ValueError("cleanup went wrong") from None
+
+    running = asyncio.create_task(scope.run_once())
+    await asyncio.wait_for(started.wait(), WAIT_S)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await asyncio.wait_for(raised.wait(), WAIT_S)
+    report = only_run(engine)
+    assert report["tasks"]["stubborn"]["status"] == "FAILED"
+    del running
+    gc.collect()  # an unretrieved exception is reported when its task is collected
+    await asyncio.sleep(0)
+    assert [ctx.get("message") for ctx in reported] == []
 
 
 async def test_cancelled_run_frees_its_slots_and_skips_tasks_waiting_for_one() -> None:

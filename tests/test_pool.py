@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import subprocess
 import sys
 import threading
 from concurrent.futures import CancelledError
+from typing import Any
 
 import pytest
 
+import flowrun
 from flowrun._threads import DaemonThreadPool
 
 
@@ -79,3 +83,151 @@ def test_a_blocked_worker_does_not_keep_the_interpreter_alive() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert proc.stdout.strip() == "done"
+
+
+# --- call_for_loop: the engine's way in, without run_in_executor's future chain ----------
+
+
+def test_call_for_loop_hands_results_and_exceptions_to_the_loop() -> None:
+    pool = DaemonThreadPool(2)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert await pool.call_for_loop(loop, pow, 2, 10) == 1024
+        told: list[asyncio.Future[int]] = []
+        future = pool.call_for_loop(loop, pow, 3, 3, then=told.append)
+        assert await future == 27
+        assert told == [future]  # called on the loop, once the outcome is set
+        with pytest.raises(ZeroDivisionError):
+            await pool.call_for_loop(loop, divmod, 1, 0)
+        here = threading.current_thread()
+        assert await pool.call_for_loop(loop, threading.current_thread) is not here
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.shutdown()
+
+
+def test_call_for_loop_future_cancelled_before_a_worker_takes_it_does_not_run() -> None:
+    pool = DaemonThreadPool(1)
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        busy = pool.call_for_loop(loop, release.wait, 10)
+        queued = pool.call_for_loop(loop, ran.append, "queued")
+        queued.cancel()
+        release.set()
+        assert await busy is True
+        await pool.call_for_loop(loop, ran.append, "after")  # the worker is past it
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.shutdown()
+    assert ran == ["after"]
+
+
+def test_call_for_loop_future_cancelled_while_running_drops_the_outcome() -> None:
+    pool = DaemonThreadPool(1)
+    started = threading.Event()
+    release = threading.Event()
+    seen: list[BaseException] = []
+
+    def work() -> str:
+        started.set()
+        release.wait(10)
+        return "late"
+
+    told: list[object] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx["exception"]))
+        running = pool.call_for_loop(loop, work, then=told.append)
+        await asyncio.to_thread(started.wait, 10)
+        running.cancel()
+        release.set()
+        # the late outcome reaches the loop, finds the future cancelled and is dropped
+        assert await pool.call_for_loop(loop, pow, 3, 2) == 9
+        await asyncio.sleep(0)
+        assert running.cancelled()
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.shutdown()
+    assert seen == []
+    assert told == []  # the dropped outcome is not told either
+
+
+def test_call_for_loop_outcome_for_a_closed_loop_does_not_kill_the_worker() -> None:
+    pool = DaemonThreadPool(1)
+    release = threading.Event()
+    loop = asyncio.new_event_loop()
+    try:
+        future = pool.call_for_loop(loop, release.wait, 10)
+    finally:
+        loop.close()
+    release.set()
+    try:
+        # the same worker thread goes on serving after failing to reach the closed loop
+        assert pool.submit(pow, 2, 3).result(10) == 8
+        assert not future.done()
+    finally:
+        pool.shutdown()
+
+
+def test_shutdown_cancels_queued_loop_calls_on_their_loop() -> None:
+    pool = DaemonThreadPool(1)
+    release = threading.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        busy = pool.call_for_loop(loop, release.wait, 10)
+        queued = pool.call_for_loop(loop, pow, 2, 2)
+        pool.shutdown(wait=False, cancel_futures=True)
+        with pytest.raises(RuntimeError, match="after shutdown"):
+            pool.call_for_loop(loop, pow, 2, 2)
+        release.set()
+        assert await busy is True
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+
+    asyncio.run(main())
+    pool.shutdown(wait=True)
+
+
+def test_the_engine_runs_sync_tasks_through_call_for_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = DaemonThreadPool.call_for_loop
+
+    def counting(self: DaemonThreadPool, loop: Any, fn: Any, *args: Any, then: Any) -> Any:
+        calls.append(1)
+        return original(self, loop, fn, *args, then=then)
+
+    monkeypatch.setattr(DaemonThreadPool, "call_for_loop", counting)
+    engine = flowrun.build_default_engine()
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+    @engine.task(dag="d")
+    def first() -> str:
+        return marker.get()  # the caller's contextvars reach the worker thread
+
+    @engine.task(dag="d", deps=[first])
+    def second(first: str) -> str:
+        return first + "!"
+
+    async def main() -> str:
+        marker.set("set")
+        return await engine.run_once("d")
+
+    try:
+        report = engine.get_run_report(asyncio.run(main()))
+    finally:
+        engine.close()
+    assert report["status"] == "SUCCESS"
+    assert report["tasks"]["second"]["result"] == "set!"
+    assert len(calls) == 2
