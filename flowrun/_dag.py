@@ -30,6 +30,8 @@ class DAG:
     """
 
     __slots__ = (
+        "_in_degree",
+        "_tables",
         "cached",
         "children",
         "mapped",
@@ -37,6 +39,7 @@ class DAG:
         "order",
         "parents",
         "pooled",
+        "roots",
         "specs",
         "targets",
         "triggers",
@@ -49,6 +52,7 @@ class DAG:
         parents: dict[str, tuple[str, ...]],
         children: dict[str, tuple[str, ...]],
         targets: tuple[str, ...] | None = None,
+        in_degree: dict[str, int] | None = None,
     ) -> None:
         self.name = name
         self.specs: Mapping[str, TaskSpec] = MappingProxyType(specs)
@@ -56,6 +60,13 @@ class DAG:
         self.parents: Mapping[str, tuple[str, ...]] = MappingProxyType(parents)
         self.children: Mapping[str, tuple[str, ...]] = MappingProxyType(children)
         self.targets = targets
+        self._tables = (specs, parents, children)
+        # What every run starts from, worked out once: each task's count of parents (a run
+        # copies it), and the tasks with none, in order.
+        if in_degree is None:
+            in_degree = {n: len(deps) for n, deps in parents.items()}
+        self._in_degree = in_degree
+        self.roots = tuple(n for n, deps in parents.items() if not deps)
         # The few tasks with a trigger rule, a pool, a map or a cache, which a run's per-edge
         # path looks up (one pass, and one test per plain task).
         triggers: dict[str, str] = {}
@@ -85,6 +96,18 @@ class DAG:
 
     def __len__(self) -> int:
         return len(self.order)
+
+    def tables(
+        self,
+    ) -> tuple[dict[str, TaskSpec], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+        """``specs``, ``parents`` and ``children`` as the dicts behind the views, for the
+        engine's runs, which only read them: a lookup in a dict is the interpreter's fast
+        path, one through a read-only view is not (several per task)."""
+        return self._tables
+
+    def in_degrees(self) -> dict[str, int]:
+        """A new dict: each task's number of parents, in topological order."""
+        return self._in_degree.copy()
 
     def __repr__(self) -> str:
         return f"DAG({self.name!r}, tasks={len(self)})"
@@ -145,8 +168,8 @@ def build_dag(
     ready: deque[str] = deque()
     for n, spec in tasks.items():
         deps = spec.deps
+        waiting[n] = len(deps)
         if deps:
-            waiting[n] = len(deps)
             for dep in deps:
                 try:
                     children[dep].append(n)
@@ -160,11 +183,13 @@ def build_dag(
     parents: dict[str, tuple[str, ...]] = {}
     kids: dict[str, tuple[str, ...]] = {}
     popleft, push = ready.popleft, ready.append
+    in_degree: dict[str, int] = {}
     while ready:
         current = popleft()
         spec = tasks[current]
         specs[current] = spec
         parents[current] = spec.deps
+        in_degree[current] = len(spec.deps)
         mine = children[current]
         kids[current] = tuple(mine)
         for child in mine:
@@ -174,7 +199,7 @@ def build_dag(
                 push(child)
     if len(specs) != len(tasks):
         raise CycleError(name, _find_cycle(tasks, {n: c for n, c in waiting.items() if c}))
-    return DAG(name, specs, parents, kids)
+    return DAG(name, specs, parents, kids, in_degree=in_degree)
 
 
 def _missing(

@@ -44,6 +44,7 @@ from ._run_abort import abort, give_up_creating
 from ._run_cache import remember, served_from_cache
 from ._run_maps import expand, instance_final
 from ._run_outcomes import failure_event, note_warning, propagate, retry, settle
+from ._task import TaskSpec
 from .errors import Omit, describe_failure
 from .state.protocol import Durable, EncodingFailures, StateStoreProtocol
 from .state.records import (
@@ -87,9 +88,10 @@ class Run:
         self.scheduled_for = scheduled_for  # a schedule's run: its tick's due time
         self.dag = dag
         self.dag_name = dag.name
-        self.specs = dag.specs
-        self.parents = dag.parents
-        self.children = dag.children
+        specs, parents, children = dag.tables()  # read, never changed (copied if grown)
+        self.specs: Mapping[str, TaskSpec] = specs
+        self.parents: Mapping[str, tuple[str, ...]] = parents
+        self.children: Mapping[str, tuple[str, ...]] = children
         self.triggers = dag.triggers
         # Tasks whose readiness needs a decision: a trigger rule, or a map to expand.
         self.special = dag.mapped.union(dag.triggers) if dag.mapped else dag.triggers
@@ -150,9 +152,9 @@ class Run:
         # Mapped tasks: instances join specs/parents/children (copies, grown by expansion).
         self.mapped = dag.mapped
         if dag.mapped:
-            self.specs = dict(dag.specs)
-            self.parents = dict(dag.parents)
-            self.children = dict(dag.children)
+            self.specs = dict(specs)
+            self.parents = dict(parents)
+            self.children = dict(children)
             self.pooled = dict(dag.pooled)
         self.instance_of: dict[str, str] = {}  # instance -> its mapped task
         self.instances: dict[str, list[str]] = {}  # mapped task -> instances, input order
@@ -222,11 +224,10 @@ class Run:
         self.now = self.clock.monotonic()
         dag = self.dag
         order = dag.order
-        parents = dag.parents
-        children = dag.children
+        _, parents, children = dag.tables()
         kept = self.kept
         # The run keeps its edges: it can be drawn without its code.
-        tasks = {name: TaskRecord(deps=parents[name]) for name in order}
+        tasks = {name: TaskRecord(deps=deps) for name, deps in parents.items()}
         for name in dag.mapped:
             tasks[name].mapped = True
         for name, record in kept.items():
@@ -262,14 +263,16 @@ class Run:
                     self.results.update(dict.fromkeys(omitted, None))
                     self.errors.update((p, kept[p].error or "") for p in omitted)
         else:
-            waiting = {n: len(parents[n]) for n in order}
-            consumers = {n: len(children[n]) for n in order if children[n]}
+            waiting = dag.in_degrees()
+            consumers = {n: len(kids) for n, kids in children.items() if kids}
         self.waiting = waiting
         self.consumers_left = consumers
         self.status.update(dict.fromkeys(waiting, PENDING))
         special = self.special
         now = self.now
-        if not special and not self.omitted_parents:
+        if not kept and not special:
+            self.ready.extend((name, 1, now) for name in dag.roots)
+        elif not special and not self.omitted_parents:
             self.ready.extend((name, 1, now) for name, count in waiting.items() if count == 0)
         else:
             for name, count in waiting.items():
