@@ -180,8 +180,9 @@ def stop_in_the_commit_of(task: str) -> None:
     def stopping(conn: Any, writes: list[Any]) -> Any:
         created = write_runs(conn, writes)
         for w in writes:
-            for row, update in zip(w.rows, w.updates, strict=False):
-                if row.name == task and update[0] == "SUCCESS":
+            names = {row.position: row.name for row in w.rows}
+            for update in (*w.updates, *w.plain):  # each ends with (run key, position)
+                if update[0] == "SUCCESS" and names[update[-1]] == task:
                     print(f"in-commit {w.run.run_id}", flush=True)
                     threading.Event().wait()  # until SIGKILL, the transaction open
         return created

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import json
 import math
 import os
 import shutil
@@ -36,6 +37,7 @@ from flowrun import (
     build_default_engine,
 )
 from flowrun.state import RunRecord, TaskRecord
+from flowrun.state._sqlite_rows import names_json
 from flowrun.state.records import CacheEntry
 
 
@@ -1075,3 +1077,12 @@ def test_task_warnings_are_kept_with_the_task_and_read_back_by_another_store(
     with raw(db) as conn:
         stored = conn.execute("SELECT name, warnings FROM tasks ORDER BY position").fetchall()
     assert stored == [("a", '["blocked the event loop for 1.0 s", "and again"]'), ("b", None)]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [(), ("a",), ("t1", "t2", "t3"), ('quo"te', "back\\slash", "new\nline", "é", "😀", "\x00")],
+)
+def test_names_json_is_json_dumps(names: tuple[str, ...]) -> None:
+    assert names_json(names) == json.dumps(names)
+    assert tuple(json.loads(names_json(names))) == names

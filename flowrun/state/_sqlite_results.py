@@ -203,8 +203,9 @@ class ResultCodec:
 
 
 def _attempts_json(attempts: tuple[AttemptRecord, ...]) -> str | None:
-    rows = [[a.attempt, a.started_at, a.finished_at, a.error] for a in attempts]
-    return json.dumps(rows) if rows else None
+    if not attempts:  # the common case: one row per task of a new run
+        return None
+    return json.dumps([[a.attempt, a.started_at, a.finished_at, a.error] for a in attempts])
 
 
 def _attempts(text: str | None) -> tuple[AttemptRecord, ...]:
