@@ -181,7 +181,8 @@ def stop_in_the_commit_of(task: str) -> None:
         created = write_runs(conn, writes)
         for w in writes:
             names = {row.position: row.name for row in w.rows}
-            for update in (*w.updates, *w.plain):  # each ends with (run key, position)
+            updates = (*w.updates, *w.plain, *w.starts, *w.queued_starts, *w.ends)
+            for update in updates:  # each ends with (run key, position)
                 if update[0] == "SUCCESS" and names[update[-1]] == task:
                     print(f"in-commit {w.run.run_id}", flush=True)
                     threading.Event().wait()  # until SIGKILL, the transaction open

@@ -1086,3 +1086,53 @@ def test_task_warnings_are_kept_with_the_task_and_read_back_by_another_store(
 def test_names_json_is_json_dumps(names: tuple[str, ...]) -> None:
     assert names_json(names) == json.dumps(names)
     assert tuple(json.loads(names_json(names))) == names
+
+
+def test_every_shape_of_task_update_writes_the_whole_row(tmp_path: Path) -> None:
+    """The store picks a statement by the row's shape (a start, an end with a result, each
+    with or without a wait for slots, anything else): every column is written, whichever."""
+    db = tmp_path / "state.db"
+    names = ["start", "queued", "end", "queued_end", "big", "no_result", "retried", "failed"]
+    columns = (
+        "name, status, attempt, started_at, finished_at, error, typeof(result), "
+        "length(result), result_format, queued_s, attempts IS NOT NULL"
+    )
+
+    def committed() -> dict[str, tuple[Any, ...]]:
+        conn = sqlite3.connect(db)
+        try:
+            rows = conn.execute(f"SELECT {columns} FROM tasks ORDER BY position").fetchall()
+        finally:
+            conn.close()
+        return {row[0]: row[1:] for row in rows}
+
+    with SqliteStateStore(db) as store:
+        store.create_run(RunRecord("r", "d", 1.0, tasks={n: TaskRecord() for n in names}))
+        store.flush()
+        for name in names:  # the run's rows have been written: from now on, updates
+            queued = 0.5 if name.startswith("queued") else 0.0
+            store.mark_running("r", name, 1, 2.0, queued_s=queued)
+        store.flush()
+        assert committed()["start"] == ("RUNNING", 1, 2.0, None, None, "null", None, None, None, 0)
+        assert committed()["queued"] == ("RUNNING", 1, 2.0, None, None, "null", None, None, 0.5, 0)
+        for name in ("queued", "end", "queued_end"):
+            store.mark_success("r", name, 2.0, 3.0, [1, 2], True)
+        store.mark_success("r", "big", 2.0, 3.0, "x" * 5000, True)  # bound as bytes
+        store.mark_success("r", "no_result", 2.0, 3.0, None, False)
+        store.mark_retry("r", "retried", 2.0, 2.5, "ValueError: once", None)
+        store.mark_failed("r", "failed", 2.0, 2.5, "ValueError: twice", "Traceback ...")
+        store.flush()
+        rows = committed()
+        for name in ("queued", "queued_end"):
+            assert rows[name] == ("SUCCESS", 1, 2.0, 3.0, None, "blob", 6, "json", 0.5, 0)
+        assert rows["end"] == ("SUCCESS", 1, 2.0, 3.0, None, "blob", 6, "json", None, 0)
+        assert rows["big"] == ("SUCCESS", 1, 2.0, 3.0, None, "blob", 5002, "json", None, 0)
+        assert rows["no_result"] == ("SUCCESS", 1, 2.0, 3.0, None, "null", None, None, None, 0)
+        assert rows["retried"][:2] == ("PENDING", 1)
+        assert rows["retried"][-1] == 1  # its failed attempt is kept
+        assert rows["failed"][:5] == ("FAILED", 1, 2.0, 2.5, "ValueError: twice")
+    with SqliteStateStore(db) as again:
+        tasks = again.load_run("r").tasks
+    assert [tasks[n].result for n in ("queued", "end", "big")] == [[1, 2], [1, 2], "x" * 5000]
+    assert tasks["queued_end"].queued_s == 0.5
+    assert tasks["end"].queued_s == 0.0

@@ -204,6 +204,58 @@ def test_reads_from_another_thread_see_every_transition_queued_before_them(
     assert found == {"a": ("SUCCESS", {"rows": [1, 2]}), "listed": ["r"]}
 
 
+def test_the_callers_commits_go_on_while_the_writer_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The periodic WAL checkpoint runs on the writer's thread but is not a commit: while it
+    syncs, ``flush_later`` still commits on the caller's thread at once. (Were it a job, each
+    commit asked for meanwhile would go to the writer, which waits on a busy loop for the GIL.)"""
+    with SqliteStateStore(tmp_path / "state.db") as store:
+        store.create_run(RunRecord("r", "d", 1.0, tasks={"a": TaskRecord(), "b": TaskRecord()}))
+        store.flush()
+        syncing, release = threading.Event(), threading.Event()
+        checkpoints: list[str] = []
+
+        def slow_checkpoint() -> None:
+            checkpoints.append(threading.current_thread().name)
+            syncing.set()
+            assert release.wait(10)
+
+        monkeypatch.setattr(store._db, "checkpoint", slow_checkpoint)
+        store._writer.checkpoint_soon()
+        assert syncing.wait(10)
+        outcomes: list[tuple[object, object]] = []
+        store.mark_running("r", "a", 1, 2.0)
+        store.mark_success("r", "a", 2.0, 3.0, [1], True)
+        assert store.flush_later(lambda error, failures: outcomes.append((error, failures)))
+        committed_during_checkpoint = list(outcomes)
+        release.set()
+        store.flush()
+    assert committed_during_checkpoint == [(None, [])]  # on this thread, before it returned
+    assert checkpoints
+    assert checkpoints[0].startswith("flowrun-sqlite-writer")
+    assert committed_status(tmp_path / "state.db", "a") == ("SUCCESS", True)
+
+
+def test_a_failed_checkpoint_is_left_to_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SqliteStateStore(tmp_path / "state.db") as store:
+        store.create_run(RunRecord("r", "d", 1.0, tasks={"a": TaskRecord()}))
+        failed = threading.Event()
+
+        def failing_checkpoint() -> None:
+            failed.set()
+            raise StateDatabaseError("disk I/O error", path=str(store.path))
+
+        monkeypatch.setattr(store._db, "checkpoint", failing_checkpoint)
+        store._writer.checkpoint_soon()
+        assert failed.wait(10)
+        store.mark_success("r", "a", 2.0, 3.0, [1], True)
+        store.flush()  # the writer lives on, and commits
+    assert committed_status(tmp_path / "state.db", "a") == ("SUCCESS", True)
+
+
 def test_close_commits_everything_queued(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     store = SqliteStateStore(db)

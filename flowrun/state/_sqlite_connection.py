@@ -27,6 +27,19 @@ class Busy(Exception):
     """``Database.attempt``: another connection holds the write lock (nothing was written)."""
 
 
+_process = [os.getpid()]  # this process's id, set anew in a forked child
+
+
+def _forked_child() -> None:
+    _process[0] = os.getpid()
+
+
+# ``forked`` is asked on every transaction, and os.getpid() is a system call: a fork hook
+# keeps the id instead (it runs in every child that goes on running Python). No fork, no hook.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child)
+
+
 class Database:
     """One open state database. Not thread-safe: the caller serialises its calls.
 
@@ -86,7 +99,7 @@ class Database:
     @property
     def forked(self) -> bool:
         """True in a child forked after the open: the connection is the parent's."""
-        return os.getpid() != self._pid
+        return _process[0] != self._pid
 
     def run(self, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
         """``work(conn)`` in one transaction (``BEGIN IMMEDIATE`` if ``write``): committed

@@ -30,37 +30,39 @@ class ResultCodec:
         self.serializer = serializer
 
     def encode(self, run_id: str, task: str, result: Any) -> bytes:
-        return self._encode(
-            result,
-            f"task {task!r} returned a {type(result).__name__} that the state store cannot "
-            f"save (run {run_id})",
-            " (or set retain_result=False on the task if nothing needs its result after the run)",
-            f"task {task!r} (run {run_id})",
-        )
-
-    def _encode(self, result: Any, cannot: str, fix: str, where: str) -> bytes:
-        serializer = self.serializer
         try:
-            blob = serializer.serialize(result)
+            blob = self.serializer.serialize(result)
         except Exception as error:
-            raise ResultEncodingError(f"{cannot}: {error}{fix}") from error
+            raise ResultEncodingError(
+                f"task {task!r} returned a {type(result).__name__} that the state store "
+                f"cannot save (run {run_id}): {error} (or set retain_result=False on the "
+                "task if nothing needs its result after the run)"
+            ) from error
+        if type(blob) is not bytes:
+            self._check(blob, f"task {task!r} (run {run_id})")
+        return blob
+
+    def _check(self, blob: Any, where: str) -> None:
+        """A serializer's output that is not exactly ``bytes`` (one per result: the messages
+        are written only when it fails)."""
         if not isinstance(blob, bytes):
             raise ResultEncodingError(
-                f"{where}: serializer {serializer!r} returned {type(blob).__name__}, not "
+                f"{where}: serializer {self.serializer!r} returned {type(blob).__name__}, not "
                 "bytes; fix its serialize()"
             )
-        return blob
 
     def cache_row(self, entry: CacheEntry) -> CacheRow:
         """``entry`` with its result encoded; ``ResultEncodingError`` if it cannot be."""
         where = f"the cache of task {entry.task!r} in DAG {entry.dag!r} (run {entry.run_id})"
-        blob = self._encode(
-            entry.result,
-            f"{where} cannot keep a {type(entry.result).__name__}",
-            "; the result is not cached (open the store with a serializer that can encode "
-            "it, or drop cache=True)",
-            where,
-        )
+        try:
+            blob = self.serializer.serialize(entry.result)
+        except Exception as error:
+            raise ResultEncodingError(
+                f"{where} cannot keep a {type(entry.result).__name__}: {error}; the result is "
+                "not cached (open the store with a serializer that can encode it, or drop "
+                "cache=True)"
+            ) from error
+        self._check(blob, where)
         return CacheRow(
             entry.key,
             entry.dag,

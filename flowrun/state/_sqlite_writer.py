@@ -9,6 +9,7 @@ transition queued before it, from whichever thread asked.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -23,9 +24,17 @@ T = TypeVar("T")
 Job = tuple[Callable[[Database], Any], "Future[Any]"]
 
 
+def _checkpoint(db: Database) -> None:
+    """A passive checkpoint, failures ignored: the next one (or SQLite's own at close) moves
+    the pages; nobody waits for this one."""
+    with contextlib.suppress(Exception):
+        db.checkpoint()
+
+
 class Writer:
     """Runs jobs on the connection in one daemon thread; ``commit`` (the store's group
-    commit) runs before every batch of jobs and whenever ``commit_soon`` asks for it.
+    commit) runs before every batch of jobs and whenever ``commit_soon`` asks for it, a
+    checkpoint whenever ``checkpoint_soon`` asks for it and nothing else is to do.
 
     A daemon thread, so a store the user never closes does not keep the interpreter alive:
     the store's exit handler commits what is pending on the exiting thread instead.
@@ -41,6 +50,7 @@ class Writer:
         self._cv = threading.Condition(threading.Lock())
         self._jobs: list[Job] = []
         self._wanted = False  # a group commit was asked for
+        self._checkpoint = False  # a checkpoint was asked for
         self._stopping = False
         self._thread = threading.Thread(
             target=self._serve, name=f"flowrun-sqlite-writer {db.path}", daemon=True
@@ -56,6 +66,18 @@ class Writer:
         with self._cv:
             if not self._wanted:
                 self._wanted = True
+                self._cv.notify()
+
+    def checkpoint_soon(self) -> None:
+        """Ask for a WAL checkpoint, without waiting for it. It runs on this thread's own
+        connection and neither holds ``connections`` nor counts as ``working``: the caller's
+        own commits go on meanwhile (a passive checkpoint never blocks a writer). Were it a
+        job, every commit asked for while it syncs would go to this thread, and while the
+        event loop is busy each of them waits on the GIL for milliseconds (a convoy that
+        lasts as long as the loop stays busy)."""
+        with self._cv:
+            if not self._checkpoint:
+                self._checkpoint = True
                 self._cv.notify()
 
     def call(self, job: Callable[[Database], T]) -> T:
@@ -93,12 +115,19 @@ class Writer:
         cv = self._cv
         while True:
             with cv:
-                while not (self._jobs or self._wanted or self._stopping):
+                while not (self._jobs or self._wanted or self._stopping or self._checkpoint):
                     cv.wait()
-                jobs, self._jobs = self._jobs, []
-                self._wanted = False
-                stopping = self._stopping
-                self.working = True
+                only_checkpoint = not (self._jobs or self._wanted or self._stopping)
+                if only_checkpoint:
+                    self._checkpoint = False
+                else:
+                    jobs, self._jobs = self._jobs, []
+                    self._wanted = False
+                    stopping = self._stopping
+                    self.working = True
+            if only_checkpoint:
+                _checkpoint(self.db)
+                continue
             with self.connections:
                 self._run(jobs)
             with cv:

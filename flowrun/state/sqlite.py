@@ -291,7 +291,7 @@ class SqliteStateStore:
         return run
 
     def _task(self, run_id: str, task: str) -> TaskRow:
-        run = self._live_run(run_id)
+        run = self._live.get(run_id) or self._live_run(run_id)
         rec = run.tasks[task]
         if not rec.dirty:
             rec.dirty = True
@@ -474,7 +474,14 @@ class SqliteStateStore:
             unencoded, self._unencoded = self._unencoded, []
             values = [(run_id, rec, rec.value) for run_id, rec in unencoded]
             failures, self._carried = self._carried, []
-        encoded = [(r, rec, value, self._encode(r, rec, value)) for r, rec, value in values]
+        encode = self._results.encode
+        encoded: list[tuple[str, TaskRow, Any, bytes | Exception]] = []
+        for run_id, rec, value in values:
+            try:
+                outcome: bytes | Exception = encode(run_id, rec.name, value)
+            except Exception as exc:  # the task fails with it
+                outcome = exc
+            encoded.append((run_id, rec, value, outcome))
         with self._lock:
             for run_id, rec, value, outcome in encoded:
                 if not rec.unencoded or rec.value is not value:
@@ -524,19 +531,13 @@ class SqliteStateStore:
         if inline and error is None and writes:
             self._inline_commits += 1
             if self._inline_commits % _CHECKPOINT_EVERY == 0:  # off this thread: it syncs
-                self._writer.submit(lambda db: db.checkpoint())
+                self._writer.checkpoint_soon()
         for callback in callbacks:
             with contextlib.suppress(Exception):  # a callback's failure is its owner's
                 callback(error, failures)
         if error is not None and not (inline and callbacks):  # else theirs to raise
             raise error
         return True
-
-    def _encode(self, run_id: str, rec: TaskRow, value: Any) -> bytes | Exception:
-        try:
-            return self._results.encode(run_id, rec.name, value)
-        except Exception as error:  # the task fails with it
-            return error
 
     def _snapshot(self, budget: int | None) -> tuple[list[RunWrite], bool]:
         """Copy what is pending (under the lock), and whether ``budget`` (bytes of results)
@@ -558,9 +559,10 @@ class SqliteStateStore:
             left -= len(row.blob)
             return True
 
+        check = None if budget is None else ready  # else a row is ready once encoded
         for run_id, run in self._pending.items():
             new = run.key is None
-            writes.append(snapshot(run, owner, ready))
+            writes.append(snapshot(run, owner, check))
             if new:
                 run.key = _BEING_WRITTEN  # tasks added meanwhile join ``new_tasks``
             if run.dirty_tasks or run.new_tasks or run.dirty:
