@@ -20,6 +20,10 @@ Cases (``--shape``, ``--kind``, ``--tasks``; by default all of them, 1k and 10k 
 ``--big N`` adds a run of N independent sync tasks each returning a ``--big-mb`` MB string
 (default 1000 x 1 MB), and reports its time and the file size.
 
+Commit latency (``commit p50/p99``): for each group commit the scheduler asks for, the time
+from its request (``flush_later``) to the callback that makes the batch durable (a consumer of
+a success can start only then), over every SQLite run of the case.
+
 Timed region: ``await engine.run_once(dag)`` only; engine and store construction, task
 registration and the report check are outside it. The database file is new for every
 measurement (in a temporary directory, removed afterwards). Each store runs ``--repeat``
@@ -92,6 +96,29 @@ def make_graph(shape: str, n: int, seed: int) -> Graph:
     return {"t0": (), **{f"t{i}": ("t0",) for i in range(1, n)}}
 
 
+class TimedStore(flowrun.SqliteStateStore):
+    """The SQLite store, keeping each group commit's latency (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.latencies: list[float] = []
+
+    def flush_later(self, callback: Any) -> bool:
+        asked = time.perf_counter()
+        latencies = self.latencies
+
+        def durable(error: Any, failures: Any) -> None:
+            latencies.append(time.perf_counter() - asked)
+            callback(error, failures)
+
+        return super().flush_later(durable)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else 0.0
+
+
 async def time_run(
     graph: Graph, store: Any, max_parallel: int, function: Any = noop
 ) -> tuple[float, int]:
@@ -121,13 +148,15 @@ async def measure(
     sqlite_times: list[float] = []
     transactions: list[int] = []
     file_sizes: list[int] = []
+    latencies: list[float] = []
     for _ in range(repeat):
         elapsed, _ = await time_run(graph, flowrun.InMemoryStateStore(), max_parallel, function)
         memory_times.append(elapsed)
         with tempfile.TemporaryDirectory(prefix="flowrun-bench-") as tmp:
             path = os.path.join(tmp, "state.db")
-            with flowrun.SqliteStateStore(path, **STORE_OPTIONS) as store:
+            with TimedStore(path, **STORE_OPTIONS) as store:
                 elapsed, count = await time_run(graph, store, max_parallel, function)
+                latencies.extend(store.latencies)
             sqlite_times.append(elapsed)
             transactions.append(count)
             file_sizes.append(sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp)))
@@ -139,7 +168,17 @@ async def measure(
         "ratio": min(sqlite_times) / min(memory_times),
         "transactions_per_run": transactions,
         "database_bytes": max(file_sizes),
+        "commit_latency_s": {
+            "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99),
+            "max": max(latencies, default=0.0),
+        },
     }
+
+
+def latency(result: dict[str, Any]) -> str:
+    commit = result["commit_latency_s"]
+    return f"{commit['p50'] * 1e3:.2f}/{commit['p99'] * 1e3:.2f} ms"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,7 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"max_parallel={ns.max_parallel}; best of {ns.repeat}"
     )
     asyncio.run(measure(make_layered(200, seed=ns.seed), 1, ns.max_parallel))  # warm-up
-    header = f"{'case':<22}{'memory':>9}{'sqlite':>9}{'ratio':>8}{'transactions':>14}{'target':>9}"
+    header = (
+        f"{'case':<22}{'memory':>9}{'sqlite':>9}{'ratio':>8}{'transactions':>14}"
+        f"{'commit p50/p99':>18}{'target':>11}"
+    )
     print(header)
     results: list[dict[str, Any]] = []
     missed = 0
@@ -186,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 label = f"{shape} {kind} {n}"
                 print(
                     f"{label:<22}{result['memory_s']:>8.3f}s{result['sqlite_s']:>8.3f}s"
-                    f"{result['ratio']:>7.2f}x{min(tx):>14}{verdict:>9}"
+                    f"{result['ratio']:>7.2f}x{min(tx):>14}{latency(result):>18}{verdict:>11}"
                 )
                 results.append({"shape": shape, "kind": kind, "tasks": n, **result})
     if ns.big:
@@ -202,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"{label:<22}{result['memory_s']:>8.3f}s{result['sqlite_s']:>8.3f}s"
             f"{result['ratio']:>7.2f}x{min(result['transactions_per_run']):>14}"
-            f"{'-':>9}   (database file {size_mb:.0f} MB)"
+            f"{latency(result):>18}{'-':>11}   (database file {size_mb:.0f} MB)"
         )
         results.append({"shape": "big", "kind": "sync", "tasks": ns.big, **result})
     if ns.json:

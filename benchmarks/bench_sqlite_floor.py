@@ -7,8 +7,10 @@ whose schema the store created) through ``sqlite3`` on one thread, and prints mi
 task for:
 
 - the insert of N new PENDING rows in one transaction;
-- two updates per task, in transactions of B tasks, with the full update statement and with
-  the plain one the store uses for rows without error, warning or cached result;
+- two updates per task, in transactions of B tasks, with the full update statement, the plain
+  one (no error, warning or cached result: those columns are SQL NULLs) and the shaped ones the
+  store uses for such rows now (a start: no end or result; an end with its result, bound as a
+  bytearray), which bind no None and no bytes;
 - an empty ``BEGIN IMMEDIATE``/``COMMIT``, per transaction.
 
 Compare the sum with the in-memory store's whole cost per task (``bench_scheduler.py``, or the
@@ -34,7 +36,9 @@ from flowrun import SqliteStateStore
 from flowrun.state._sqlite_rows import (
     _INSERT_NEW_TASK,
     _INSERT_RUN,
+    _UPDATE_ENDED,
     _UPDATE_PLAIN_TASK,
+    _UPDATE_STARTED,
     _UPDATE_TASK,
     names_json,
 )
@@ -91,19 +95,32 @@ def measure(tasks: int, batches: Sequence[int], repeat: int) -> list[tuple[str, 
             finished = 2.0 if blob else None
             return (status, 1, 1.0, finished, blob, fmt, None, key, i)
 
+        def started(status: str, i: int) -> tuple[Any, ...]:
+            return (status, 1, 1.0, key, i)
+
+        def ended(status: str, i: int) -> tuple[Any, ...]:
+            return (status, 1, 1.0, 2.0, bytearray(b"null"), "json", key, i)
+
         for batch in batches:
-            for label, sql, values in (
-                ("full update", _UPDATE_TASK, wide),
-                ("plain update", _UPDATE_PLAIN_TASK, plain),
+            for label, start_sql, start_values, end_sql, end_values in (
+                ("full update", _UPDATE_TASK, wide, _UPDATE_TASK, wide),
+                ("plain update", _UPDATE_PLAIN_TASK, plain, _UPDATE_PLAIN_TASK, plain),
+                ("shaped update", _UPDATE_STARTED, started, _UPDATE_ENDED, ended),
             ):
 
-                def updates(sql: str = sql, values: Any = values, batch: int = batch) -> float:
+                def updates(
+                    start_sql: str = start_sql,
+                    start_values: Any = start_values,
+                    end_sql: str = end_sql,
+                    end_values: Any = end_values,
+                    batch: int = batch,
+                ) -> float:
                     start = time.perf_counter()
                     for first in range(0, tasks, batch):
                         ids = range(first, min(first + batch, tasks))
                         conn.execute("BEGIN IMMEDIATE")
-                        conn.executemany(sql, [values("RUNNING", i) for i in ids])
-                        conn.executemany(sql, [values("SUCCESS", i) for i in ids])
+                        conn.executemany(start_sql, [start_values("RUNNING", i) for i in ids])
+                        conn.executemany(end_sql, [end_values("SUCCESS", i) for i in ids])
                         conn.execute("COMMIT")
                     elapsed = (time.perf_counter() - start) / tasks
                     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
