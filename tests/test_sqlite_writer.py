@@ -240,19 +240,24 @@ def test_the_callers_commits_go_on_while_the_writer_checkpoints(
 def test_a_failed_checkpoint_is_left_to_the_next_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A checkpoint that fails does not end the writer: the next one runs, and commits go on."""
     with SqliteStateStore(tmp_path / "state.db") as store:
         store.create_run(RunRecord("r", "d", 1.0, tasks={"a": TaskRecord()}))
-        failed = threading.Event()
+        calls = [threading.Event(), threading.Event()]
 
-        def failing_checkpoint() -> None:
-            failed.set()
-            raise StateDatabaseError("disk I/O error", path=str(store.path))
+        def checkpoint() -> None:
+            first = not calls[0].is_set()
+            calls[0 if first else 1].set()
+            if first:
+                raise StateDatabaseError("disk I/O error", path=str(store.path))
 
-        monkeypatch.setattr(store._db, "checkpoint", failing_checkpoint)
+        monkeypatch.setattr(store._db, "checkpoint", checkpoint)
         store._writer.checkpoint_soon()
-        assert failed.wait(10)
+        assert calls[0].wait(10)
+        store._writer.checkpoint_soon()
+        assert calls[1].wait(10)  # the writer lived on
         store.mark_success("r", "a", 2.0, 3.0, [1], True)
-        store.flush()  # the writer lives on, and commits
+        store.flush()
     assert committed_status(tmp_path / "state.db", "a") == ("SUCCESS", True)
 
 

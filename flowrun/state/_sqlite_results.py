@@ -43,8 +43,8 @@ class ResultCodec:
         return blob
 
     def _check(self, blob: Any, where: str) -> None:
-        """A serializer's output that is not exactly ``bytes`` (one per result: the messages
-        are written only when it fails)."""
+        """Refuse a serializer's output that is not ``bytes`` (its message is written only
+        then: ``encode`` runs once per result)."""
         if not isinstance(blob, bytes):
             raise ResultEncodingError(
                 f"{where}: serializer {self.serializer!r} returned {type(blob).__name__}, not "
