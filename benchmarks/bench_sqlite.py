@@ -20,6 +20,13 @@ Cases (``--shape``, ``--kind``, ``--tasks``; by default all of them, 1k and 10k 
 ``--big N`` adds a run of N independent sync tasks each returning a ``--big-mb`` MB string
 (default 1000 x 1 MB), and reports its time and the file size.
 
+``free commit``: the same run on ``FreeCommitStore``, an in-memory store whose group commits
+cost nothing and end at once (``flush_later`` calls back before it returns). The scheduler
+treats it as a durable store: it holds each success until the commit after it, as it does
+for SQLite. So ``free commit``/``memory`` is what the durability rule costs the scheduler
+alone, a floor under any durable store; ``sqlite``/``free commit`` is what the SQLite store
+adds to it (its bookkeeping and its statements).
+
 Commit latency (``commit p50/p99``): for each group commit the scheduler asks for, the time
 from its request (``flush_later``) to the callback that makes the batch durable (a consumer of
 a success can start only then), over every SQLite run of the case.
@@ -114,6 +121,48 @@ class TimedStore(flowrun.SqliteStateStore):
         return super().flush_later(durable)
 
 
+class FreeCommitStore(flowrun.InMemoryStateStore):
+    """A durable store whose commits cost nothing (see the module docstring): what
+    ``flush_later`` commits is whatever was reported since the last call, at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reported = False  # something to commit: flush_later is False without it
+
+    def flush_later(self, callback: Any) -> bool:
+        if not self.reported:
+            return False
+        self.reported = False
+        callback(None, [])
+        return True
+
+
+def _reporting(name: str) -> Any:
+    base = getattr(flowrun.InMemoryStateStore, name)
+
+    def report(self: FreeCommitStore, *args: Any, **kwargs: Any) -> Any:
+        self.reported = True
+        return base(self, *args, **kwargs)
+
+    return report
+
+
+for _name in (
+    "create_run",
+    "add_tasks",
+    "add_warning",
+    "mark_running",
+    "mark_success",
+    "mark_cached",
+    "mark_failed",
+    "mark_retry",
+    "mark_skipped",
+    "mark_omitted",
+    "finish_run",
+):
+    setattr(FreeCommitStore, _name, _reporting(_name))
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else 0.0
@@ -145,6 +194,7 @@ async def measure(
     graph: Graph, repeat: int, max_parallel: int, function: Any = noop
 ) -> dict[str, Any]:
     memory_times: list[float] = []
+    free_times: list[float] = []
     sqlite_times: list[float] = []
     transactions: list[int] = []
     file_sizes: list[int] = []
@@ -152,6 +202,8 @@ async def measure(
     for _ in range(repeat):
         elapsed, _ = await time_run(graph, flowrun.InMemoryStateStore(), max_parallel, function)
         memory_times.append(elapsed)
+        elapsed, _ = await time_run(graph, FreeCommitStore(), max_parallel, function)
+        free_times.append(elapsed)
         with tempfile.TemporaryDirectory(prefix="flowrun-bench-") as tmp:
             path = os.path.join(tmp, "state.db")
             with TimedStore(path, **STORE_OPTIONS) as store:
@@ -162,10 +214,13 @@ async def measure(
             file_sizes.append(sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp)))
     return {
         "memory_s": min(memory_times),
+        "free_commit_s": min(free_times),
         "sqlite_s": min(sqlite_times),
         "memory_runs_s": memory_times,
+        "free_commit_runs_s": free_times,
         "sqlite_runs_s": sqlite_times,
         "ratio": min(sqlite_times) / min(memory_times),
+        "free_commit_ratio": min(free_times) / min(memory_times),
         "transactions_per_run": transactions,
         "database_bytes": max(file_sizes),
         "commit_latency_s": {
@@ -179,6 +234,10 @@ async def measure(
 def latency(result: dict[str, Any]) -> str:
     commit = result["commit_latency_s"]
     return f"{commit['p50'] * 1e3:.2f}/{commit['p99'] * 1e3:.2f} ms"
+
+
+def free(result: dict[str, Any]) -> str:
+    return f"{result['free_commit_s']:.3f}s {result['free_commit_ratio']:.2f}x"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     asyncio.run(measure(make_layered(200, seed=ns.seed), 1, ns.max_parallel))  # warm-up
     header = (
-        f"{'case':<22}{'memory':>9}{'sqlite':>9}{'ratio':>8}{'transactions':>14}"
+        f"{'case':<22}{'memory':>9}{'free commit':>18}{'sqlite':>9}{'ratio':>8}{'transactions':>14}"
         f"{'commit p50/p99':>18}{'target':>11}"
     )
     print(header)
@@ -227,8 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tx = result["transactions_per_run"]
                 label = f"{shape} {kind} {n}"
                 print(
-                    f"{label:<22}{result['memory_s']:>8.3f}s{result['sqlite_s']:>8.3f}s"
-                    f"{result['ratio']:>7.2f}x{min(tx):>14}{latency(result):>18}{verdict:>11}"
+                    f"{label:<22}{result['memory_s']:>8.3f}s{free(result):>18}"
+                    f"{result['sqlite_s']:>8.3f}s{result['ratio']:>7.2f}x{min(tx):>14}"
+                    f"{latency(result):>18}{verdict:>11}"
                 )
                 results.append({"shape": shape, "kind": kind, "tasks": n, **result})
     if ns.big:
@@ -242,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         size_mb = result["database_bytes"] / 1e6
         label = f"{ns.big} x {ns.big_mb:g} MB sync"
         print(
-            f"{label:<22}{result['memory_s']:>8.3f}s{result['sqlite_s']:>8.3f}s"
-            f"{result['ratio']:>7.2f}x{min(result['transactions_per_run']):>14}"
+            f"{label:<22}{result['memory_s']:>8.3f}s{free(result):>18}"
+            f"{result['sqlite_s']:>8.3f}s{result['ratio']:>7.2f}x"
+            f"{min(result['transactions_per_run']):>14}"
             f"{latency(result):>18}{'-':>11}   (database file {size_mb:.0f} MB)"
         )
         results.append({"shape": "big", "kind": "sync", "tasks": ns.big, **result})

@@ -11,6 +11,9 @@ task for:
   one (no error, warning or cached result: those columns are SQL NULLs) and the shaped ones the
   store uses for such rows now (a start: no end or result; an end with its result, bound as a
   bytearray), which bind no None and no bytes;
+- a transition log's floor: one row appended per transaction, holding the B tasks' two
+  transitions as one blob (48 bytes a task: about a packed status, attempt and two times),
+  to an append-only table (the store has none; this is what one would cost at least);
 - an empty ``BEGIN IMMEDIATE``/``COMMIT``, per transaction.
 
 Compare the sum with the in-memory store's whole cost per task (``bench_scheduler.py``, or the
@@ -56,6 +59,7 @@ def measure(tasks: int, batches: Sequence[int], repeat: int) -> list[tuple[str, 
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("CREATE TABLE floor_log (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
         run_number = 0
 
         def new_run() -> int:
@@ -127,6 +131,20 @@ def measure(tasks: int, batches: Sequence[int], repeat: int) -> list[tuple[str, 
                     return elapsed
 
                 rows.append((f"2 x {label}, commits of {batch} tasks", _best(repeat, updates)))
+
+            def append(batch: int = batch) -> float:
+                blob = os.urandom(48 * batch)
+                start = time.perf_counter()
+                for _ in range(0, tasks, batch):
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("INSERT INTO floor_log (data) VALUES (?)", (blob,))
+                    conn.execute("COMMIT")
+                elapsed = (time.perf_counter() - start) / tasks
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return elapsed
+
+            label = f"transition log: 1 blob per commit of {batch} tasks"
+            rows.append((label, _best(repeat, append)))
 
         def empty() -> float:
             count = 1000
