@@ -106,6 +106,7 @@ class Run:
         self.committed_events: list[HookEvent] = []  # durable now: for the hooks
         self.encoding_failures: dict[str, Exception] = {}  # results the store could not keep
         self.commits = 0  # group commits asked for and not over yet
+        self.flushing = False  # in flush_later: a commit it makes itself ends inside it
         self.store_error: BaseException | None = None
         self.aborting = False
         self.deferred: list[Held] = []  # starts whose commit may wait a little
@@ -357,7 +358,12 @@ class Run:
         self.starts_due = self.started = False
         self.commits += 1
         self._awaiting_thread(1)
-        if not flush_later(functools.partial(self._durable_soon, batch)):
+        self.flushing = True
+        try:
+            later = flush_later(functools.partial(self._durable_soon, batch))
+        finally:
+            self.flushing = False
+        if not later:
             self.commits -= 1  # nothing left to write: what they reported is durable already
             self._awaiting_thread(-1)
             if batch:
@@ -388,6 +394,8 @@ class Run:
         if error is not None:
             if self.store_error is None:
                 self.store_error = error
+        elif not batch and not failures and self.flushing:
+            return  # committed inside _flush with nothing held: no need to go round again
         else:
             self.confirmed.extend(batch)
             run_id = self.run_id

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import json.encoder
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,22 +154,42 @@ class RunRow:
     scheduled_for: float | None = None  # a schedule's run: its tick's due time
 
 
-@dataclass(slots=True)
+Rows = Sequence[tuple[Any, ...]]
+_NO_ROWS: Rows = ()
+
+
 class RunWrite:
     """What one group commit writes of one run, copied from its rows while the store's lock
-    is held, so the statements can run on the writer thread while transitions go on."""
+    is held, so the statements can run on the writer thread while transitions go on. A plain
+    class: one is made per run per commit, and the lists a dataclass builds by default
+    factories cost a small commit more than copying its rows does."""
 
-    run: RunRow
-    insert: tuple[Any, ...] | None = None  # a new run: its row's values (its key comes later)
-    fresh: list[tuple[Any, ...]] = field(default_factory=list)  # a new run's untouched tasks
-    full: list[tuple[Any, ...]] = field(default_factory=list)  # whole task rows, keyless
-    updates: list[tuple[Any, ...]] = field(default_factory=list)  # task states + key, position
-    plain: list[tuple[Any, ...]] = field(default_factory=list)  # the same, _UPDATE_PLAIN_TASK's
-    starts: list[tuple[Any, ...]] = field(default_factory=list)  # _UPDATE_STARTED's
-    queued_starts: list[tuple[Any, ...]] = field(default_factory=list)  # _UPDATE_STARTED_QUEUED's
-    ends: list[tuple[Any, ...]] = field(default_factory=list)  # _UPDATE_ENDED's
-    finished: tuple[Any, ...] | None = None  # (status, finished_at, key)
-    rows: list[TaskRow] = field(default_factory=list)  # the rows copied: dirty again on failure
+    __slots__ = (
+        "ends",
+        "finished",
+        "fresh",
+        "full",
+        "insert",
+        "plain",
+        "queued_starts",
+        "rows",
+        "run",
+        "starts",
+        "updates",
+    )
+
+    def __init__(self, run: RunRow) -> None:
+        self.run = run
+        self.insert: tuple[Any, ...] | None = None  # a new run's row (its key comes later)
+        self.fresh: Rows = _NO_ROWS  # a new run's untouched tasks
+        self.full: Rows = _NO_ROWS  # whole task rows, keyless
+        self.updates: Rows = _NO_ROWS  # task states + key, position (_UPDATE_TASK's)
+        self.plain: Rows = _NO_ROWS  # the same, _UPDATE_PLAIN_TASK's
+        self.starts: Rows = _NO_ROWS  # _UPDATE_STARTED's
+        self.queued_starts: Rows = _NO_ROWS  # _UPDATE_STARTED_QUEUED's
+        self.ends: Rows = _NO_ROWS  # _UPDATE_ENDED's
+        self.finished: tuple[Any, ...] | None = None  # (status, finished_at, key)
+        self.rows: list[TaskRow] = []  # the rows copied: dirty again on failure
 
 
 def snapshot(run: RunRow, owner: Owner, ready: Callable[[TaskRow], bool] | None = None) -> RunWrite:
@@ -178,6 +198,7 @@ def snapshot(run: RunRow, owner: Owner, ready: Callable[[TaskRow], bool] | None 
     commit."""
     out = RunWrite(run)
     key = run.key
+    rows = out.rows
     if key is None:
         targets = None if run.targets is None else json.dumps(list(run.targets))
         out.insert = (
@@ -192,21 +213,24 @@ def snapshot(run: RunRow, owner: Owner, ready: Callable[[TaskRow], bool] | None 
             *owner,
         )
         later = []
+        fresh: list[tuple[Any, ...]] = []
+        full: list[tuple[Any, ...]] = []
         for t in run.tasks.values():
             if t.dirty and (t.unencoded or (ready is not None and not ready(t))):
                 # written as still running until its result is
                 later.append(t)
-                out.full.append(_full_row(t, _running(t)))
+                full.append(_full_row(t, _running(t)))
                 continue
             state = _state(t)
             if state == _NEW_TASK_STATE and t.map_of is None:
-                out.fresh.append((t.position, t.name, PENDING, names_json(t.deps), int(t.mapped)))
+                fresh.append((t.position, t.name, PENDING, names_json(t.deps), int(t.mapped)))
             else:
-                out.full.append(_full_row(t, state))
+                full.append(_full_row(t, state))
+        out.fresh, out.full = fresh, full
         for t in run.dirty_tasks:
             if t.dirty and not t.unencoded and (ready is None or ready(t)):
                 t.dirty = False
-                out.rows.append(t)
+                rows.append(t)
         run.dirty_tasks = later
         run.dirty = False
         return out
@@ -214,14 +238,17 @@ def snapshot(run: RunRow, owner: Owner, ready: Callable[[TaskRow], bool] | None 
         out.full = [_full_row(t, _state(t)) for t in run.new_tasks]
         run.new_tasks = []
     later = []
-    updates, plain, starts, ends = out.updates, out.plain, out.starts, out.ends
-    queued_starts = out.queued_starts
+    updates: list[tuple[Any, ...]] = []
+    plain: list[tuple[Any, ...]] = []
+    starts: list[tuple[Any, ...]] = []
+    queued_starts: list[tuple[Any, ...]] = []
+    ends: list[tuple[Any, ...]] = []
     for t in run.dirty_tasks:
         if t.unencoded or (ready is not None and not ready(t)):
             later.append(t)
             continue
         t.dirty = False
-        out.rows.append(t)
+        rows.append(t)
         if (
             t.error is not None
             or t.traceback is not None
@@ -246,6 +273,13 @@ def snapshot(run: RunRow, owner: Owner, ready: Callable[[TaskRow], bool] | None 
             plain.append(
                 (t.status, t.attempt, started, finished, result, t.fmt, queued, key, t.position)
             )
+    out.updates, out.plain, out.starts, out.queued_starts, out.ends = (
+        updates,
+        plain,
+        starts,
+        queued_starts,
+        ends,
+    )
     run.dirty_tasks = later
     if run.dirty:
         out.finished = (run.status, run.finished_at, key)

@@ -128,6 +128,26 @@ def _small(value: Any) -> bool:
     return False
 
 
+class _Budget:
+    """``snapshot``'s ``ready`` for the writer's transactions: a row whose result is encoded
+    is ready while the bytes of results taken so far stay within the budget."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+
+    def __call__(self, row: TaskRow) -> bool:
+        if row.unencoded:
+            return False
+        if row.blob is None:
+            return True
+        if self.left <= 0:
+            return False
+        self.left -= len(row.blob)
+        return True
+
+
 def _nothing(db: Database) -> None:
     """The job of ``flush()``: the writer commits before every job."""
 
@@ -461,41 +481,30 @@ class SqliteStateStore:
     def _small(self) -> bool:
         """Whether the results to encode are cheap enough to encode on the caller's thread."""
         unencoded = self._unencoded
+        if not unencoded:
+            return True
         return len(unencoded) <= _SMALL_ROWS and all(_small(rec.value) for _, rec in unencoded)
 
     def _group_commit(self, inline: bool = False) -> bool:
         """Write everything reported since the last group commit in one transaction (on the
         writer's thread, or ``inline`` on the caller's if the write lock is free at once:
-        False, nothing written, if it is not). Results are encoded first, outside the lock,
-        so transitions go on meanwhile; one that cannot be encoded fails its task
-        (``failures``)."""
+        False, nothing written, if it is not). The writer encodes results first, outside the
+        lock, so transitions go on meanwhile; the caller's are small, encoded under it. A
+        result that cannot be encoded fails its task (``failures``)."""
         with self._lock:
             callbacks, self._callbacks = self._callbacks, []
-            unencoded, self._unencoded = self._unencoded, []
-            values = [(run_id, rec, rec.value) for run_id, rec in unencoded]
             failures, self._carried = self._carried, []
-        encode = self._results.encode
-        encoded: list[tuple[str, TaskRow, Any, bytes | Exception]] = []
-        for run_id, rec, value in values:
-            try:
-                outcome: bytes | Exception = encode(run_id, rec.name, value)
-            except Exception as exc:  # the task fails with it
-                outcome = exc
-            encoded.append((run_id, rec, value, outcome))
-        with self._lock:
-            for run_id, rec, value, outcome in encoded:
-                if not rec.unencoded or rec.value is not value:
-                    continue  # the task changed since (a retry, a failure): nothing to keep
-                rec.unencoded, rec.value = False, None
-                if isinstance(outcome, bytes):
-                    rec.blob, rec.fmt = outcome, self._results.format
-                    continue
-                rec.status = FAILED
-                rec.error, rec.traceback = describe_failure(outcome)
-                failures.append((run_id, rec.name, outcome))
-            writes, more = self._snapshot(None if inline else _COMMIT_BYTES)
-            puts, self._cache_puts = self._cache_puts, {}
-            expired, self._cache_expired = self._cache_expired, {}
+            unencoded, self._unencoded = self._unencoded, []
+            if inline and unencoded:
+                self._settle(self._encoded(unencoded), failures)
+                unencoded = []
+            if not unencoded:
+                writes, more, puts, expired = self._take(inline)
+        if unencoded:
+            encoded = self._encoded(unencoded)
+            with self._lock:
+                self._settle(encoded, failures)
+                writes, more, puts, expired = self._take(inline)
         error: BaseException | None = None
         created: list[tuple[RunRow, int]] = []
         try:
@@ -539,6 +548,52 @@ class SqliteStateStore:
             raise error
         return True
 
+    def _encoded(
+        self, unencoded: list[tuple[str, TaskRow]]
+    ) -> list[tuple[str, TaskRow, Any, bytes | Exception]]:
+        """Each result encoded, or the error that refused it; the values are read first, so
+        ``_settle`` can tell a row that changed meanwhile."""
+        encode = self._results.encode
+        encoded: list[tuple[str, TaskRow, Any, bytes | Exception]] = []
+        for run_id, rec in unencoded:
+            value = rec.value
+            try:
+                outcome: bytes | Exception = encode(run_id, rec.name, value)
+            except Exception as exc:  # the task fails with it
+                outcome = exc
+            encoded.append((run_id, rec, value, outcome))
+        return encoded
+
+    def _settle(
+        self,
+        encoded: list[tuple[str, TaskRow, Any, bytes | Exception]],
+        failures: EncodingFailures,
+    ) -> None:
+        """Keep what ``_encoded`` made (the lock is held): a blob, or the task FAILED."""
+        for run_id, rec, value, outcome in encoded:
+            if not rec.unencoded or rec.value is not value:
+                continue  # the task changed since (a retry, a failure): nothing to keep
+            rec.unencoded, rec.value = False, None
+            if isinstance(outcome, bytes):
+                rec.blob, rec.fmt = outcome, self._results.format
+                continue
+            rec.status = FAILED
+            rec.error, rec.traceback = describe_failure(outcome)
+            failures.append((run_id, rec.name, outcome))
+
+    def _take(
+        self, inline: bool
+    ) -> tuple[list[RunWrite], bool, dict[str, CacheRow], dict[str, float]]:
+        """What the next transaction writes (the lock is held): the runs' rows (``_snapshot``,
+        the caller's whole, the writer's within ``_COMMIT_BYTES``) and the cache's."""
+        writes, more = self._snapshot(None if inline else _COMMIT_BYTES)
+        puts, expired = self._cache_puts, self._cache_expired
+        if puts:
+            self._cache_puts = {}
+        if expired:
+            self._cache_expired = {}
+        return writes, more, puts, expired
+
     def _snapshot(self, budget: int | None) -> tuple[list[RunWrite], bool]:
         """Copy what is pending (under the lock), and whether ``budget`` (bytes of results)
         left some of it for another transaction; a run with a result still to encode stays
@@ -546,30 +601,19 @@ class SqliteStateStore:
         owner = self._owner
         writes = []
         later: dict[str, RunRow] = {}
-        left = budget if budget is not None else 0
-
-        def ready(row: TaskRow) -> bool:
-            nonlocal left
-            if row.unencoded:
-                return False
-            if budget is None or row.blob is None:
-                return True
-            if left <= 0:
-                return False
-            left -= len(row.blob)
-            return True
-
-        check = None if budget is None else ready  # else a row is ready once encoded
+        writing = set()
+        within = None if budget is None else _Budget(budget)
         for run_id, run in self._pending.items():
             new = run.key is None
-            writes.append(snapshot(run, owner, check))
+            writes.append(snapshot(run, owner, within))
+            writing.add(run_id)
             if new:
                 run.key = _BEING_WRITTEN  # tasks added meanwhile join ``new_tasks``
             if run.dirty_tasks or run.new_tasks or run.dirty:
                 later[run_id] = run
         self._pending = later
-        self._writing = {w.run.run_id for w in writes}
-        return writes, budget is not None and left <= 0 and bool(later)
+        self._writing = writing
+        return writes, within is not None and within.left <= 0 and bool(later)
 
     def _rewind(
         self, writes: list[RunWrite], puts: dict[str, CacheRow], expired: dict[str, float]
@@ -593,14 +637,14 @@ class SqliteStateStore:
         with self._lock:
             for run, key in created:
                 run.key = key
-            now = time.monotonic()
             for w in writes:
                 run = w.run
+                if run.finished_at is None or run.status == RUNNING:
+                    continue
                 run_id = run.run_id
-                done = run.finished_at is not None and run.status != RUNNING
-                if done and run_id not in self._pending and self._live.get(run_id) is run:
+                if run_id not in self._pending and self._live.get(run_id) is run:
                     del self._live[run_id]  # done: from now on a cached copy
-                    self._remember(run, now)
+                    self._remember(run, time.monotonic())
             self._writing = set()
 
     # -- reads -----------------------------------------------------------------------------
