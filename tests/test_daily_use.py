@@ -71,6 +71,33 @@ def test_the_dev_extra_and_the_type_env_install_what_mypy_checks() -> None:
     assert "overrides" not in mypy  # no ignore_missing_imports hiding distributed's types
 
 
+def _expand(extras: dict[str, list[str]], names: set[str]) -> set[str]:
+    """``names`` with the extras they pull in (``flowrun-dag[test,dask]`` in an extra)."""
+    found = set(names)
+    for name in names:
+        for requirement in extras.get(name, []):
+            if requirement.startswith("flowrun-dag["):
+                inner = requirement[len("flowrun-dag[") : requirement.index("]")]
+                found |= _expand(extras, {e.strip() for e in inner.split(",")})
+    return found
+
+
+def test_tox_runs_the_suite_with_every_extra_ci_installs_for_it() -> None:
+    """``tox -e py312`` must run the suite as ``.ci/run`` does: with the test extra alone,
+    the docs tests failed (``flowrun validate examples/`` needs Polars) on 3.12 and 3.13."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = project["project"]["optional-dependencies"]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    installed = ci.split('pip install --quiet -e ".[', 1)[1].split("]", 1)[0]
+    ci_extras = _expand(extras, {e.strip() for e in installed.split(",")})
+    tox = ConfigParser()
+    tox.read(ROOT / "tox.ini", encoding="utf-8")
+    tox_extras = _expand(extras, {e.strip() for e in tox["testenv"]["extras"].split(",")})
+    libraries = ci_extras - {"dev"}  # dev adds tools (ruff, mypy, tox), not the suite's needs
+    assert {"test", "examples", "dask", "docs", "browser"} <= libraries
+    assert libraries <= tox_extras, f"tox's [testenv] lacks {sorted(libraries - tox_extras)}"
+
+
 # -- --help: TARGET, --format and the exit codes ------------------------------------------------
 
 
