@@ -587,11 +587,8 @@ class SqliteStateStore:
         """What the next transaction writes (the lock is held): the runs' rows (``_snapshot``,
         the caller's whole, the writer's within ``_COMMIT_BYTES``) and the cache's."""
         writes, more = self._snapshot(None if inline else _COMMIT_BYTES)
-        puts, expired = self._cache_puts, self._cache_expired
-        if puts:
-            self._cache_puts = {}
-        if expired:
-            self._cache_expired = {}
+        puts, self._cache_puts = self._cache_puts, {}  # swapped even when empty: the caller
+        expired, self._cache_expired = self._cache_expired, {}  # reads them outside the lock
         return writes, more, puts, expired
 
     def _snapshot(self, budget: int | None) -> tuple[list[RunWrite], bool]:
