@@ -8,12 +8,13 @@ two stores between them, to tell what the durability rule costs from what this s
   cost nothing. The scheduler treats it as durable (each success waits for the commit after
   it), so its ratio to ``memory`` is the scheduler's own cost of the rule.
 - ``journal bound`` (``JournalBound`` below): the leanest durable store there could be on
-  SQLite. Its reads come from the in-memory store's records; every transition is appended as
-  a tuple to a list, and each group commit ``INSERT``s that list, ``marshal``ed, as one row of
-  an append-only table (WAL, ``synchronous=NORMAL``, on the event loop while a thread of its
-  own checkpoints every 200 commits, as ``SqliteStateStore`` does). Results are encoded with
-  the store's default serializer. It keeps no task rows, so a crash leaves nothing that
-  recovery, ``resume`` or another process could read, and ``marshal`` is no format to keep
+  SQLite. Its reads come from the in-memory store's records; each transition a run of no-op
+  tasks makes (the run's start and end, each task's start and success: the only ones it logs)
+  is appended as a tuple to a list, and each group commit ``INSERT``s that list, ``marshal``ed,
+  as one row of an append-only table (WAL, ``synchronous=NORMAL``, on the event loop while a
+  thread of its own checkpoints every 200 commits, as ``SqliteStateStore`` does). Results are
+  encoded with the store's default serializer. It keeps no task rows, so a crash leaves nothing
+  that recovery, ``resume`` or another process could read, and ``marshal`` is no format to keep
   across Python versions: it is a floor, not a design. A real store that keeps readable rows
   can only cost more.
 

@@ -129,8 +129,9 @@ def _small(value: Any) -> bool:
 
 
 class _Budget:
-    """``snapshot``'s ``ready`` for the writer's transactions: a row whose result is encoded
-    is ready while the bytes of results taken so far stay within the budget."""
+    """``snapshot``'s ``ready`` for the writer's transactions: a row (its result encoded:
+    ``snapshot`` asks only then) is ready while the bytes of results taken so far stay within
+    the budget."""
 
     __slots__ = ("left",)
 
@@ -138,8 +139,6 @@ class _Budget:
         self.left = budget
 
     def __call__(self, row: TaskRow) -> bool:
-        if row.unencoded:
-            return False
         if row.blob is None:
             return True
         if self.left <= 0:
